@@ -1,0 +1,47 @@
+"""cel_whatsapp: put any assistant on WhatsApp from a Flask site.
+
+Register one blueprint, write one callable, and it answers WhatsApp users
+through Meta's WhatsApp Cloud API.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from .connector import WhatsappConnector, whatsapp_blueprint
+from .errors import (
+    CelWhatsappError,
+    ConfigurationError,
+    GraphAPIError,
+    GraphTransportError,
+    PayloadError,
+)
+from .model import Lead, Message
+from .replies import Reply, Text
+from .signature import SignatureError
+from .streaming import StreamMode
+
+try:
+    __version__ = version("cel_whatsapp")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "CelWhatsappError",
+    "ConfigurationError",
+    "GraphAPIError",
+    "GraphTransportError",
+    "Lead",
+    "Message",
+    "PayloadError",
+    "Reply",
+    "SignatureError",
+    "StreamMode",
+    "Text",
+    "WhatsappConnector",
+    "__version__",
+    "whatsapp_blueprint",
+]

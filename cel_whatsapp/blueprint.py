@@ -1,0 +1,66 @@
+"""The Flask adapter: two thin views that hand plain values to the core.
+
+The views look up the per-app :class:`~cel_whatsapp.webhook.WebhookHandler`
+in ``app.extensions`` so one blueprint can serve several apps, each with its
+own configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, request
+
+from .webhook import HttpResult, WebhookHandler
+
+EXTENSION_KEY = "cel_whatsapp"
+
+_JSON_TYPES = ("application/json", "text/json")
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``"whatsapp/"`` -> ``"/whatsapp"``; ``""`` and ``"/"`` -> ``""`` (the site root)."""
+    prefix = (prefix or "").strip()
+    return "/" + prefix.strip("/") if prefix.strip("/") else ""
+
+
+def _respond(result: HttpResult) -> Response:
+    return Response(result.body, status=result.status, content_type=result.content_type)
+
+
+def build_blueprint(
+    name: str,
+    prefix: str,
+    *,
+    import_name: str = __name__,
+    max_body_bytes: Callable[[], int],
+) -> Blueprint:
+    """A blueprint with GET and POST at ``prefix`` and ``prefix + "/"``, neither redirecting."""
+    blueprint = Blueprint(name, import_name)
+
+    def handler() -> WebhookHandler:
+        handlers: dict[str, WebhookHandler] = current_app.extensions[EXTENSION_KEY]
+        return handlers[blueprint.name]
+
+    def verify() -> Response:
+        return _respond(handler().verify(request.args))
+
+    def receive() -> Response:
+        limit = max_body_bytes()
+        length = request.content_length
+        if length is not None and length > limit:
+            return _respond(HttpResult.error(413, f"body larger than {limit} bytes"))
+        mimetype = request.mimetype
+        if mimetype and mimetype not in _JSON_TYPES:
+            return _respond(HttpResult.error(415, "Content-Type must be application/json"))
+        body = request.stream.read(limit + 1)
+        if len(body) > limit:
+            return _respond(HttpResult.error(413, f"body larger than {limit} bytes"))
+        return _respond(handler().receive(body, request.headers.get("X-Hub-Signature-256")))
+
+    path = normalise_prefix(prefix)
+    rules = [path, path + "/"] if path else ["/"]
+    for rule in rules:
+        blueprint.add_url_rule(rule, "verify", verify, methods=["GET"], strict_slashes=False)
+        blueprint.add_url_rule(rule, "receive", receive, methods=["POST"], strict_slashes=False)
+    return blueprint

@@ -1,0 +1,73 @@
+"""Documented defaults and the names of every configuration key.
+
+Values are resolved in layers: an explicit keyword argument wins; a missing one
+falls back to the ``WHATSAPP_*`` key in ``app.config``, then to the environment
+variable of the same name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Final
+
+#: Graph API version used when none is given. Meta supports each version for
+#: about two years; override with ``api_version=`` or ``WHATSAPP_API_VERSION``.
+DEFAULT_API_VERSION: Final = "v25.0"
+#: Where the Graph API lives. Tests and the simulator point ``base_url`` elsewhere.
+GRAPH_HOST: Final = "https://graph.facebook.com"
+DEFAULT_ENDPOINT_PREFIX: Final = "/whatsapp"
+DEFAULT_BLUEPRINT_NAME: Final = "whatsapp"
+
+#: WhatsApp refuses text bodies longer than this many characters.
+TEXT_LIMIT: Final = 4096
+#: (connect, read) seconds for every Graph API call.
+DEFAULT_TIMEOUT: Final = (3.05, 20.0)
+#: Meta's webhook payloads stay below 3 MB; a little above that is refused with 413.
+DEFAULT_MAX_BODY_BYTES: Final = 3_500_000
+
+#: Configuration keys, read from ``app.config`` and then from ``os.environ``.
+TOKEN_KEY: Final = "WHATSAPP_TOKEN"  # noqa: S105 - a key name, not a secret
+PHONE_NUMBER_ID_KEY: Final = "WHATSAPP_PHONE_NUMBER_ID"
+VERIFY_TOKEN_KEY: Final = "WHATSAPP_VERIFY_TOKEN"  # noqa: S105 - a key name, not a secret
+APP_SECRET_KEY: Final = "WHATSAPP_APP_SECRET"  # noqa: S105 - a key name, not a secret
+API_VERSION_KEY: Final = "WHATSAPP_API_VERSION"
+BASE_URL_KEY: Final = "WHATSAPP_BASE_URL"
+
+#: Where each required value is found in Meta's App Dashboard, for error messages.
+WHERE_TO_FIND: Final[Mapping[str, str]] = {
+    TOKEN_KEY: (
+        "an access token: App Dashboard > WhatsApp > API Setup (temporary), or a "
+        "System User token from Business Settings (permanent)"
+    ),
+    PHONE_NUMBER_ID_KEY: (
+        "the business phone number's ID (not the number itself): "
+        "App Dashboard > WhatsApp > API Setup > Phone number ID"
+    ),
+    VERIFY_TOKEN_KEY: (
+        "any secret string you choose; enter the same one in "
+        "App Dashboard > WhatsApp > Configuration > Webhook > Verify token"
+    ),
+}
+
+
+def lookup(key: str, config: Mapping[str, Any] | None = None) -> str | None:
+    """Return ``config[key]``, else ``os.environ[key]``, else ``None``.
+
+    Empty strings count as missing, so an unset variable exported as ``""``
+    does not silently become a credential.
+    """
+    if config is not None:
+        value = config.get(key)
+        if value not in (None, ""):
+            return str(value)
+    value = os.environ.get(key)
+    return value or None
+
+
+def graph_base_url(api_version: str, host: str = GRAPH_HOST) -> str:
+    """Build ``https://graph.facebook.com/v25.0`` from a version like ``"v25.0"`` or ``"25.0"``."""
+    version = api_version.strip().strip("/")
+    if not version.startswith("v"):
+        version = "v" + version
+    return f"{host.rstrip('/')}/{version}"

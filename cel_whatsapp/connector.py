@@ -1,0 +1,249 @@
+"""``WhatsappConnector``: configuration, the blueprint, and the parts wired together."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import requests
+from flask import Blueprint, Flask
+from flask.sansio.blueprints import BlueprintSetupState
+
+from . import config
+from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
+from .errors import ConfigurationError
+from .graph import GraphClient, Timeout
+from .model import Message
+from .responder import Assistant, Responder
+from .streaming import StreamMode
+from .webhook import VerificationHandler, WebhookHandler
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+logger = logging.getLogger(__name__)
+
+
+class WhatsappConnector:
+    """Puts an assistant on WhatsApp through the Cloud API.
+
+    The first three arguments may be left out and supplied by ``app.config``
+    (``WHATSAPP_TOKEN``, ``WHATSAPP_PHONE_NUMBER_ID``, ``WHATSAPP_VERIFY_TOKEN``,
+    ``WHATSAPP_APP_SECRET``) or by environment variables of the same names when
+    the blueprint is registered.
+
+    >>> connector = WhatsappConnector("EAAG...", "1234567890", "my-verify-token")
+    >>> @connector.assistant
+    ... def echo(message):
+    ...     return message.text
+    >>> connector.init_app(app)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        phone_number_id: str | None = None,
+        verify_token: str | None = None,
+        endpoint_prefix: str = config.DEFAULT_ENDPOINT_PREFIX,
+        stream_mode: StreamMode | str = StreamMode.SENTENCE,
+        *,
+        assistant: Assistant | None = None,
+        app_secret: str | None = None,
+        api_version: str | None = None,
+        base_url: str | None = None,
+        read_receipts: bool = True,
+        timeout: Timeout = config.DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+        max_body_bytes: int = config.DEFAULT_MAX_BODY_BYTES,
+        name: str = config.DEFAULT_BLUEPRINT_NAME,
+        app: Flask | None = None,
+    ) -> None:
+        self.token = token
+        self.phone_number_id = str(phone_number_id) if phone_number_id is not None else None
+        self.verify_token = verify_token
+        self.endpoint_prefix = normalise_prefix(endpoint_prefix) or "/"
+        self.stream_mode = StreamMode(stream_mode)
+        self.read_receipts = read_receipts
+        self.timeout = timeout
+        self.max_body_bytes = max_body_bytes
+        self.name = name
+        self._app_secret = app_secret
+        self._explicit_base_url = base_url.rstrip("/") if base_url else None
+        self.api_version = api_version
+        self.verification_handler: VerificationHandler | None = None
+        self._assistant: Assistant | None = assistant
+        self._session = session
+        self._blueprint: Blueprint | None = None
+        self._graph: GraphClient | None = None
+        self._responder: Responder | None = None
+        if app is not None:
+            self.init_app(app)
+
+    # -- the Cel.ai connector's attributes ------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The Graph API root with its version, e.g. ``https://graph.facebook.com/v25.0``."""
+        if self._explicit_base_url:
+            return self._explicit_base_url
+        return config.graph_base_url(self.api_version or config.DEFAULT_API_VERSION)
+
+    @base_url.setter
+    def base_url(self, value: str | None) -> None:
+        self._explicit_base_url = value.rstrip("/") if value else None
+
+    @property
+    def url(self) -> str:
+        """Where messages are sent: ``{base_url}/{phone_number_id}/messages``."""
+        return f"{self.base_url}/{self.phone_number_id}/messages"
+
+    @property
+    def app_secret(self) -> str | None:
+        """The app secret used to check ``X-Hub-Signature-256`` (never shown in reprs)."""
+        return self._app_secret
+
+    @app_secret.setter
+    def app_secret(self, value: str | None) -> None:
+        self._app_secret = value
+
+    def __repr__(self) -> str:
+        return (
+            f"WhatsappConnector(phone_number_id={self.phone_number_id!r}, "
+            f"endpoint_prefix={self.endpoint_prefix!r}, stream_mode={self.stream_mode.value!r}, "
+            f"base_url={self.base_url!r}, token=***, verify_token=***, app_secret=***)"
+        )
+
+    # -- registration ----------------------------------------------------------
+
+    def assistant(self, fn: Assistant) -> Assistant:
+        """Decorator: set the callable that answers messages."""
+        self._assistant = fn
+        return fn
+
+    def on_verification(self, fn: VerificationHandler) -> VerificationHandler:
+        """Decorator: run ``fn`` on every GET to the webhook.
+
+        ``fn`` receives the echoed challenge when verification succeeded, and
+        ``False`` when it was refused.
+        """
+        self.verification_handler = fn
+        return fn
+
+    @property
+    def blueprint(self) -> Blueprint:
+        """The Flask blueprint with the webhook's GET and POST views."""
+        if self._blueprint is None:
+            blueprint = build_blueprint(
+                self.name,
+                self.endpoint_prefix,
+                max_body_bytes=lambda: self.max_body_bytes,
+            )
+            blueprint.record_once(self._on_register)
+            self._blueprint = blueprint
+        return self._blueprint
+
+    def init_app(self, app: Flask) -> None:
+        """Register the blueprint on ``app`` (app-factory friendly)."""
+        app.register_blueprint(self.blueprint)
+
+    def _on_register(self, state: BlueprintSetupState) -> None:
+        app = state.app
+        self._configure(app.config)
+        handlers: dict[str, WebhookHandler] = app.extensions.setdefault(EXTENSION_KEY, {})
+        handlers[state.name] = self._make_handler()
+
+    def _configure(self, app_config: Mapping[str, Any] | None) -> None:
+        """Fill missing values from ``app.config`` then the environment; fail if still missing."""
+        self.token = self.token or config.lookup(config.TOKEN_KEY, app_config)
+        if self.phone_number_id is None:
+            self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY, app_config)
+        self.verify_token = self.verify_token or config.lookup(config.VERIFY_TOKEN_KEY, app_config)
+        if self._app_secret is None:
+            self._app_secret = config.lookup(config.APP_SECRET_KEY, app_config)
+        if self.api_version is None:
+            self.api_version = config.lookup(config.API_VERSION_KEY, app_config)
+        if self._explicit_base_url is None:
+            self.base_url = config.lookup(config.BASE_URL_KEY, app_config)
+        missing = [
+            key
+            for key, value in (
+                (config.TOKEN_KEY, self.token),
+                (config.PHONE_NUMBER_ID_KEY, self.phone_number_id),
+                (config.VERIFY_TOKEN_KEY, self.verify_token),
+            )
+            if not value
+        ]
+        if missing:
+            lines = [f"  {key}: {config.WHERE_TO_FIND[key]}" for key in missing]
+            raise ConfigurationError(
+                "WhatsappConnector is missing required settings. Pass them to the "
+                "constructor, or set them in app.config or the environment:\n" + "\n".join(lines)
+            )
+        if not self._app_secret:
+            logger.warning(
+                "no app secret configured (WHATSAPP_APP_SECRET): webhook POSTs to %s are "
+                "NOT authenticated; anyone who finds the URL can post fake messages",
+                self.endpoint_prefix,
+            )
+
+    def _make_handler(self) -> WebhookHandler:
+        if not (self.token and self.phone_number_id and self.verify_token):
+            raise ConfigurationError("token, phone_number_id and verify_token are required")
+        if self._graph is None or self._graph.base_url != self.base_url:
+            self._graph = GraphClient(
+                self.token, self.base_url, timeout=self.timeout, session=self._session
+            )
+        self._responder = Responder(
+            graph=self._graph,
+            phone_number_id=self.phone_number_id,
+            assistant=lambda: self._assistant,
+            stream_mode=self.stream_mode,
+            read_receipts=self.read_receipts,
+        )
+        return WebhookHandler(
+            verify_token=self.verify_token,
+            phone_number_id=self.phone_number_id,
+            app_secret=self._app_secret or None,
+            on_messages=self._dispatch,
+            verification_handler=lambda: self.verification_handler,
+        )
+
+    # -- work ------------------------------------------------------------------
+
+    def _dispatch(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.handle(message)
+
+    def handle(self, message: Message) -> list[str]:
+        """Answer ``message`` now, as the webhook would; return the sent wamids."""
+        if self._responder is None:
+            raise ConfigurationError("register the connector's blueprint before handling messages")
+        return self._responder.handle(message)
+
+
+def whatsapp_blueprint(
+    token: str | None,
+    phone_number_id: str | None,
+    verify_token: str | None,
+    prefix: str = config.DEFAULT_ENDPOINT_PREFIX,
+    *,
+    assistant: Assistant,
+    stream_mode: StreamMode | str = StreamMode.SENTENCE,
+    app_secret: str | None = None,
+    **options: Any,
+) -> Blueprint:
+    """Build the webhook blueprint in one call: ``app.register_blueprint(whatsapp_blueprint(...))``.
+
+    ``options`` are :class:`WhatsappConnector`'s keyword arguments.
+    """
+    connector = WhatsappConnector(
+        token,
+        phone_number_id,
+        verify_token,
+        prefix,
+        stream_mode,
+        assistant=assistant,
+        app_secret=app_secret,
+        **options,
+    )
+    return connector.blueprint

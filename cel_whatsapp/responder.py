@@ -1,0 +1,158 @@
+"""Run the assistant for one message and send what it answers.
+
+Framework-free: takes a :class:`~cel_whatsapp.model.Message`, calls the user's
+assistant, turns its result (a string, a stream of chunks, rich replies, or
+``None``) into Cloud API sends through a :class:`~cel_whatsapp.graph.GraphClient`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Union
+
+from .errors import GraphAPIError
+from .graph import GraphClient
+from .model import Lead, Message
+from .replies import Reply
+from .streaming import StreamMode, TextStreamer
+
+logger = logging.getLogger(__name__)
+
+#: What an assistant may return.
+AssistantResult = Union[str, Reply, Iterable[Union[str, Reply]], None]  # noqa: UP007
+Assistant = Callable[[Message], AssistantResult]
+
+
+def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
+    """Yield the pieces of an assistant's result in order, lazily."""
+    if result is None:
+        return
+    if isinstance(result, (str, Reply)):
+        yield result
+        return
+    if isinstance(result, (bytes, bytearray, dict)):
+        raise TypeError(
+            f"the assistant returned {type(result).__name__}; return a str, an "
+            "iterable of str chunks, a reply object or None"
+        )
+    for item in result:
+        if item is None:
+            continue
+        if not isinstance(item, (str, Reply)):
+            raise TypeError(
+                f"the assistant yielded {type(item).__name__}; yield str chunks or reply objects"
+            )
+        yield item
+
+
+def text_payload(lead: Lead, body: str) -> dict[str, Any]:
+    """The send payload of a plain text message to ``lead``."""
+    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    payload.update(lead.recipient)
+    payload["type"] = "text"
+    payload["text"] = {"body": body}
+    return payload
+
+
+def reply_payload(lead: Lead, reply: Reply) -> dict[str, Any]:
+    """The send payload of a rich reply to ``lead``."""
+    payload = reply.payload()
+    payload["recipient_type"] = "individual"
+    payload.update(lead.recipient)
+    return payload
+
+
+def sent_message_id(answer: dict[str, Any]) -> str | None:
+    """The wamid from a send answer (``{"messages": [{"id": ...}]}``)."""
+    messages = answer.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        value = messages[0].get("id")
+        return str(value) if value is not None else None
+    return None
+
+
+class Responder:
+    """Answers messages for one business number."""
+
+    def __init__(
+        self,
+        *,
+        graph: GraphClient,
+        phone_number_id: str,
+        assistant: Callable[[], Assistant | None],
+        stream_mode: StreamMode = StreamMode.SENTENCE,
+        read_receipts: bool = True,
+    ) -> None:
+        self.graph = graph
+        self.phone_number_id = phone_number_id
+        self._assistant = assistant
+        self.stream_mode = stream_mode
+        self.read_receipts = read_receipts
+
+    def send_payload(self, payload: dict[str, Any]) -> str | None:
+        """Send one payload; return the new message's wamid."""
+        return sent_message_id(self.graph.send_message(self.phone_number_id, payload))
+
+    def mark_read(self, message_id: str, *, typing: bool = True) -> None:
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": message_id,
+        }
+        if typing:
+            payload["typing_indicator"] = {"type": "text"}
+        self.graph.send_message(self.phone_number_id, payload)
+
+    def handle(self, message: Message) -> list[str]:
+        """Answer one message; return the wamids of what was sent.
+
+        Never raises: assistant exceptions and Graph errors are logged, since
+        the webhook must still be acknowledged.
+        """
+        assistant = self._assistant()
+        if assistant is None:
+            logger.warning("no assistant is set; message %s gets no answer", message.id)
+            return []
+        if self.read_receipts:
+            try:
+                self.mark_read(message.id, typing=True)
+            except GraphAPIError as exc:
+                logger.warning("could not mark message %s as read: %s", message.id, exc)
+        sent: list[str] = []
+        streamer = TextStreamer(self.stream_mode)
+        result: AssistantResult = None
+        try:
+            result = assistant(message)
+            for item in iterate_result(result):
+                if isinstance(item, str):
+                    self._send_texts(message.lead, streamer.push(item), sent)
+                else:
+                    self._send_texts(message.lead, streamer.flush(), sent)
+                    self._record(self.send_payload(reply_payload(message.lead, item)), sent)
+            self._send_texts(message.lead, streamer.flush(), sent)
+        except GraphAPIError as exc:
+            logger.error(
+                "sending the answer to message %s failed after %d sent: %s",
+                message.id,
+                len(sent),
+                exc,
+            )
+        except Exception:
+            # The user's assistant (or its generator) raised: log with the stack
+            # trace; the webhook is still acknowledged.
+            logger.exception("the assistant failed on message %s", message.id)
+        finally:
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()
+        return sent
+
+    def _send_texts(self, lead: Lead, pieces: list[str], sent: list[str]) -> None:
+        for piece in pieces:
+            self._record(self.send_payload(text_payload(lead, piece)), sent)
+
+    @staticmethod
+    def _record(wamid: str | None, sent: list[str]) -> None:
+        if wamid:
+            sent.append(wamid)

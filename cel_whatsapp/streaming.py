@@ -1,0 +1,94 @@
+"""Stream modes: how an assistant's text chunks become WhatsApp messages."""
+
+from __future__ import annotations
+
+import enum
+
+from .config import TEXT_LIMIT
+from .sentences import boundaries, split_text
+
+
+class StreamMode(str, enum.Enum):
+    """How text chunks from the assistant are grouped into messages.
+
+    ``SENTENCE`` (default) sends each sentence as soon as it is complete;
+    ``FULL`` waits for the whole answer and sends it once; ``DIRECT`` sends
+    every chunk as it arrives.
+    """
+
+    SENTENCE = "sentence"
+    FULL = "full"
+    DIRECT = "direct"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TextStreamer:
+    """Collects text chunks and says which pieces are ready to send.
+
+    ``push`` takes the next chunk and returns the pieces that are complete;
+    ``flush`` returns whatever is pending (the end of the answer, or a rich
+    reply about to be sent, which must not overtake earlier text). Every piece
+    is stripped, non-empty and at most ``limit`` characters long.
+    """
+
+    __slots__ = ("_buffer", "limit", "mode")
+
+    def __init__(
+        self, mode: StreamMode | str = StreamMode.SENTENCE, limit: int = TEXT_LIMIT
+    ) -> None:
+        self.mode = StreamMode(mode)
+        self.limit = limit
+        self._buffer: list[str] = []
+
+    def push(self, chunk: str) -> list[str]:
+        if not chunk:
+            return []
+        if self.mode is StreamMode.DIRECT:
+            return split_text(chunk, self.limit)
+        self._buffer.append(chunk)
+        if self.mode is StreamMode.FULL:
+            return []
+        return self._complete_sentences()
+
+    def flush(self) -> list[str]:
+        text = "".join(self._buffer)
+        self._buffer.clear()
+        return split_text(text, self.limit) if text else []
+
+    @property
+    def pending(self) -> str:
+        """Text received but not yet returned as a piece."""
+        return "".join(self._buffer)
+
+    def _complete_sentences(self) -> list[str]:
+        text = "".join(self._buffer)
+        cut = 0
+        for cut in boundaries(text, final=False):  # noqa: B007 - the last cut is what we need
+            pass
+        if cut == 0 and len(text) <= self.limit:
+            self._buffer[:] = [text]
+            return []
+        ready, rest = text[:cut], text[cut:]
+        pieces: list[str] = []
+        for sentence_end in _cuts(ready):
+            pieces.extend(split_text(sentence_end, self.limit))
+        if len(rest) > self.limit:
+            # One sentence already longer than a message: send what is over.
+            *over, rest = split_text(rest, self.limit)
+            pieces.extend(over)
+        self._buffer[:] = [rest] if rest else []
+        return pieces
+
+
+def _cuts(text: str) -> list[str]:
+    """Split text made of complete sentences into one string per sentence."""
+    pieces = []
+    previous = 0
+    for end in boundaries(text, final=True):
+        pieces.append(text[previous:end])
+        previous = end
+    if previous < len(text):
+        pieces.append(text[previous:])
+    return pieces

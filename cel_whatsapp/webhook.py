@@ -1,0 +1,128 @@
+"""The webhook protocol, without a web framework.
+
+:class:`WebhookHandler` takes plain values (query parameters, raw body,
+headers) and returns an :class:`HttpResult`; the Flask views only translate.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import signature
+from .errors import PayloadError
+from .model import Message
+from .parsing import ParsedWebhook, parse_webhook
+
+logger = logging.getLogger(__name__)
+
+VerificationHandler = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """An HTTP answer: status, body, and its media type."""
+
+    status: int
+    body: str
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, status: int, **fields: Any) -> HttpResult:
+        return cls(status, json.dumps(fields, separators=(",", ":")))
+
+    @classmethod
+    def error(cls, status: int, message: str) -> HttpResult:
+        return cls.json(status, error=message)
+
+
+OK = HttpResult(200, "OK", "text/plain")
+
+
+class WebhookHandler:
+    """Verification (GET) and delivery (POST) for one business number.
+
+    ``on_messages`` receives the parsed messages of each accepted POST.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify_token: str,
+        phone_number_id: str,
+        on_messages: Callable[[list[Message]], None],
+        app_secret: str | None = None,
+        verification_handler: Callable[[], VerificationHandler | None] = lambda: None,
+    ) -> None:
+        self._verify_token = verify_token.encode("utf-8")
+        self._app_secret = app_secret
+        self.phone_number_id = phone_number_id
+        self._on_messages = on_messages
+        self._verification_handler = verification_handler
+
+    def __repr__(self) -> str:
+        return f"WebhookHandler(phone_number_id={self.phone_number_id!r}, verify_token=***, app_secret=***)"
+
+    # -- GET -----------------------------------------------------------------
+
+    def verify(self, params: Mapping[str, str]) -> HttpResult:
+        """Answer Meta's subscription check.
+
+        ``hub.challenge`` is echoed only when ``hub.mode`` is ``subscribe`` and
+        ``hub.verify_token`` matches (compared in constant time).
+        """
+        mode = params.get("hub.mode")
+        token = params.get("hub.verify_token")
+        challenge = params.get("hub.challenge")
+        ok = (
+            mode == "subscribe"
+            and token is not None
+            and challenge is not None
+            and hmac.compare_digest(token.encode("utf-8"), self._verify_token)
+        )
+        self._run_verification_handler(challenge if ok else False)
+        if ok:
+            logger.info("webhook verified for phone number id %s", self.phone_number_id)
+            return HttpResult(200, challenge or "", "text/plain")
+        logger.warning("webhook verification refused (mode=%r)", mode)
+        return HttpResult(403, "Forbidden", "text/plain")
+
+    def _run_verification_handler(self, outcome: Any) -> None:
+        handler = self._verification_handler()
+        if handler is None:
+            return
+        try:
+            handler(outcome)
+        except Exception:
+            logger.exception("the verification handler raised; the GET is answered anyway")
+
+    # -- POST ----------------------------------------------------------------
+
+    def receive(self, body: bytes, signature_header: str | None) -> HttpResult:
+        """Check, parse and hand over one webhook delivery."""
+        if self._app_secret is not None:
+            try:
+                signature.verify(body, signature_header, self._app_secret)
+            except signature.SignatureError as exc:
+                logger.warning("webhook refused: %s", exc)
+                return HttpResult.error(401 if exc.missing else 403, str(exc))
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return HttpResult.error(400, "body is not valid JSON")
+        try:
+            parsed = parse_webhook(data, phone_number_id=self.phone_number_id)
+        except PayloadError as exc:
+            return HttpResult.error(400, str(exc))
+        self._deliver(parsed)
+        return OK
+
+    def _deliver(self, parsed: ParsedWebhook) -> None:
+        if parsed.skipped:
+            logger.warning("webhook: %d malformed item(s) skipped", parsed.skipped)
+        if parsed.messages:
+            self._on_messages(parsed.messages)
