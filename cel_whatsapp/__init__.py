@@ -18,7 +18,26 @@ from .errors import (
     PayloadError,
 )
 from .model import Lead, Message
-from .replies import Reply, Text
+from .replies import (
+    Audio,
+    Button,
+    Buttons,
+    Contact,
+    Contacts,
+    CtaUrl,
+    Document,
+    Image,
+    ListMenu,
+    Location,
+    React,
+    Reply,
+    Row,
+    Section,
+    Sticker,
+    Template,
+    Text,
+    Video,
+)
 from .signature import SignatureError
 from .streaming import StreamMode
 
@@ -30,17 +49,33 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "Audio",
+    "Button",
+    "Buttons",
     "CelWhatsappError",
     "ConfigurationError",
+    "Contact",
+    "Contacts",
+    "CtaUrl",
+    "Document",
     "GraphAPIError",
     "GraphTransportError",
+    "Image",
     "Lead",
+    "ListMenu",
+    "Location",
     "Message",
     "PayloadError",
+    "React",
     "Reply",
+    "Row",
+    "Section",
     "SignatureError",
+    "Sticker",
     "StreamMode",
+    "Template",
     "Text",
+    "Video",
     "WhatsappConnector",
     "__version__",
     "whatsapp_blueprint",

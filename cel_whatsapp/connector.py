@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -11,9 +12,13 @@ from flask.sansio.blueprints import BlueprintSetupState
 
 from . import config
 from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
+from .cli import add_commands
 from .errors import ConfigurationError
 from .graph import GraphClient, Timeout
-from .model import Message
+from .limits import DEFAULT_POLICY, check_policy
+from .model import Lead, Message
+from .outbox import MediaSource, Outbox
+from .replies import Reply
 from .responder import Assistant, Responder
 from .streaming import StreamMode
 from .webhook import VerificationHandler, WebhookHandler
@@ -56,6 +61,7 @@ class WhatsappConnector:
         session: requests.Session | None = None,
         max_body_bytes: int = config.DEFAULT_MAX_BODY_BYTES,
         name: str = config.DEFAULT_BLUEPRINT_NAME,
+        limits: str = DEFAULT_POLICY,
         app: Flask | None = None,
     ) -> None:
         self.token = token
@@ -67,6 +73,9 @@ class WhatsappConnector:
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
         self.name = name
+        #: ``"fit"`` or ``"strict"``: what happens to replies over WhatsApp's limits.
+        self.limits = check_policy(limits)
+        self._graph_lock = threading.Lock()
         self._app_secret = app_secret
         self._explicit_base_url = base_url.rstrip("/") if base_url else None
         self.api_version = api_version
@@ -139,11 +148,17 @@ class WhatsappConnector:
                 max_body_bytes=lambda: self.max_body_bytes,
             )
             blueprint.record_once(self._on_register)
+            # `flask <name> send` and `send-template`, registered with the blueprint.
+            add_commands(blueprint.cli, self)
             self._blueprint = blueprint
         return self._blueprint
 
     def init_app(self, app: Flask) -> None:
-        """Register the blueprint on ``app`` (app-factory friendly)."""
+        """Register the blueprint on ``app`` (app-factory friendly).
+
+        This also adds the ``flask whatsapp send`` and ``send-template``
+        commands (the group is named after the blueprint).
+        """
         app.register_blueprint(self.blueprint)
 
     def _on_register(self, state: BlueprintSetupState) -> None:
@@ -189,16 +204,13 @@ class WhatsappConnector:
     def _make_handler(self) -> WebhookHandler:
         if not (self.token and self.phone_number_id and self.verify_token):
             raise ConfigurationError("token, phone_number_id and verify_token are required")
-        if self._graph is None or self._graph.base_url != self.base_url:
-            self._graph = GraphClient(
-                self.token, self.base_url, timeout=self.timeout, session=self._session
-            )
         self._responder = Responder(
-            graph=self._graph,
+            graph=self._graph_client(),
             phone_number_id=self.phone_number_id,
             assistant=lambda: self._assistant,
             stream_mode=self.stream_mode,
             read_receipts=self.read_receipts,
+            limits=self.limits,
         )
         return WebhookHandler(
             verify_token=self.verify_token,
@@ -207,6 +219,70 @@ class WhatsappConnector:
             on_messages=self._dispatch,
             verification_handler=lambda: self.verification_handler,
         )
+
+    def _graph_client(self) -> GraphClient:
+        """The Graph client for the current token and base URL, built once."""
+        with self._graph_lock:
+            if self._graph is None or self._graph.base_url != self.base_url:
+                if not self.token:
+                    raise ConfigurationError(
+                        f"WhatsappConnector has no access token: set {config.TOKEN_KEY} "
+                        f"({config.WHERE_TO_FIND[config.TOKEN_KEY]})"
+                    )
+                self._graph = GraphClient(
+                    self.token, self.base_url, timeout=self.timeout, session=self._session
+                )
+            return self._graph
+
+    # -- sending outside a webhook ---------------------------------------------------
+
+    def _outbox(self) -> Outbox:
+        """An outbox for proactive sends; settings missing so far come from the environment."""
+        self.token = self.token or config.lookup(config.TOKEN_KEY)
+        if self.phone_number_id is None:
+            self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY)
+        if self._responder is None:
+            # Not registered on an app (a script or a worker): read what
+            # registration would have read, from the environment only.
+            if self.api_version is None:
+                self.api_version = config.lookup(config.API_VERSION_KEY)
+            if self._explicit_base_url is None:
+                self.base_url = config.lookup(config.BASE_URL_KEY)
+        if not self.phone_number_id:
+            key = config.PHONE_NUMBER_ID_KEY
+            raise ConfigurationError(
+                f"WhatsappConnector has no phone number id: set {key} ({config.WHERE_TO_FIND[key]})"
+            )
+        return Outbox(self._graph_client(), self.phone_number_id, limits=self.limits)
+
+    def send(self, to: str | Lead, reply_or_text: Reply | str) -> list[str]:
+        """Send a message outside a webhook; return the wamids sent, in order.
+
+        ``to`` is a phone number in E.164 with or without ``+``, a
+        business-scoped user id (``"US.13491208655302741918"``), or a
+        :class:`~cel_whatsapp.Lead`. ``reply_or_text`` is a ``str`` (split
+        if over 4096 characters) or any reply object. Usually one wamid;
+        several when a long text or a fitted reply needed more messages.
+
+        Outside the user's 24-hour customer-service window only a
+        :class:`~cel_whatsapp.Template` is delivered; anything else raises
+        :class:`~cel_whatsapp.GraphAPIError` (Meta's code 131047).
+        """
+        return self._outbox().send(to, reply_or_text)
+
+    def mark_read(self, message_id: str, typing: bool = False) -> None:
+        """Mark a received message read; ``typing=True`` also shows the typing indicator."""
+        self._outbox().mark_read(message_id, typing=typing)
+
+    def upload_media(
+        self, file_or_bytes: MediaSource, mime_type: str, filename: str | None = None
+    ) -> str:
+        """Upload a file (bytes, a path or a binary file object); return its media id.
+
+        Use the id as ``media_id=`` of :class:`~cel_whatsapp.Image`,
+        :class:`~cel_whatsapp.Document` and the other media replies.
+        """
+        return self._outbox().upload_media(file_or_bytes, mime_type, filename)
 
     # -- work ------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ from typing import Any, Union
 
 from .errors import GraphAPIError
 from .graph import GraphClient
+from .limits import DEFAULT_POLICY
 from .model import Lead, Message
+from .outbox import Outbox, sent_message_id  # noqa: F401 - still importable from here
 from .replies import Reply
 from .streaming import StreamMode, TextStreamer
 
@@ -63,15 +65,6 @@ def reply_payload(lead: Lead, reply: Reply) -> dict[str, Any]:
     return payload
 
 
-def sent_message_id(answer: dict[str, Any]) -> str | None:
-    """The wamid from a send answer (``{"messages": [{"id": ...}]}``)."""
-    messages = answer.get("messages")
-    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
-        value = messages[0].get("id")
-        return str(value) if value is not None else None
-    return None
-
-
 class Responder:
     """Answers messages for one business number."""
 
@@ -83,26 +76,22 @@ class Responder:
         assistant: Callable[[], Assistant | None],
         stream_mode: StreamMode = StreamMode.SENTENCE,
         read_receipts: bool = True,
+        limits: str = DEFAULT_POLICY,
     ) -> None:
         self.graph = graph
         self.phone_number_id = phone_number_id
         self._assistant = assistant
         self.stream_mode = stream_mode
         self.read_receipts = read_receipts
+        self.outbox = Outbox(graph, phone_number_id, limits=limits)
 
     def send_payload(self, payload: dict[str, Any]) -> str | None:
         """Send one payload; return the new message's wamid."""
-        return sent_message_id(self.graph.send_message(self.phone_number_id, payload))
+        return self.outbox.post(payload)
 
     def mark_read(self, message_id: str, *, typing: bool = True) -> None:
-        payload: dict[str, Any] = {
-            "messaging_product": "whatsapp",
-            "status": "read",
-            "message_id": message_id,
-        }
-        if typing:
-            payload["typing_indicator"] = {"type": "text"}
-        self.graph.send_message(self.phone_number_id, payload)
+        """Mark ``message_id`` read, with the typing indicator unless ``typing=False``."""
+        self.outbox.mark_read(message_id, typing=typing)
 
     def handle(self, message: Message) -> list[str]:
         """Answer one message; return the wamids of what was sent.
@@ -128,8 +117,11 @@ class Responder:
                 if isinstance(item, str):
                     self._send_texts(message.lead, streamer.push(item), sent)
                 else:
+                    # Text already produced goes first, so the order is kept.
                     self._send_texts(message.lead, streamer.flush(), sent)
-                    self._record(self.send_payload(reply_payload(message.lead, item)), sent)
+                    sent.extend(
+                        self.outbox.send(message.lead.recipient, item, answering=message.id)
+                    )
             self._send_texts(message.lead, streamer.flush(), sent)
         except GraphAPIError as exc:
             logger.error(
@@ -150,7 +142,7 @@ class Responder:
 
     def _send_texts(self, lead: Lead, pieces: list[str], sent: list[str]) -> None:
         for piece in pieces:
-            self._record(self.send_payload(text_payload(lead, piece)), sent)
+            self._record(self.outbox.send_text(lead.recipient, piece), sent)
 
     @staticmethod
     def _record(wamid: str | None, sent: list[str]) -> None:
