@@ -165,9 +165,10 @@ class Outbox:
         replies = self.prepare(item, answering=answering)
         sent: list[str] = []
         for reply in replies:
-            payload = reply.payload()
+            payload: dict[str, Any] = {"messaging_product": "whatsapp"}
             payload["recipient_type"] = "individual"
             payload.update(recipient)
+            payload.update(reply.payload())
             wamid = self.post(payload)
             if wamid:
                 sent.append(wamid)

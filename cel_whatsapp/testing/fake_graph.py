@@ -12,6 +12,8 @@ including Meta-shaped errors on demand. Point a connector's ``base_url`` at
 
 from __future__ import annotations
 
+import email.message
+import email.utils
 import itertools
 import json
 import logging
@@ -91,6 +93,8 @@ class FakeGraphAPI:
         self._failures: list[ScriptedFailure] = []
         self._lock = threading.Condition()
         self._ids = itertools.count(1)
+        #: Media received by ``POST /{phone-number-id}/media``, by media id.
+        self.uploads: dict[str, UploadedMedia] = {}
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -173,6 +177,7 @@ class FakeGraphAPI:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.uploads.clear()
             self._failures.clear()
 
     # -- reading what was received -------------------------------------------------
@@ -241,6 +246,8 @@ class FakeGraphAPI:
             return 400, _error(2635, "Unknown or missing API version", "OAuthException"), {}
         if request.method == "POST" and len(parts) == 2 and parts[1] == "messages":
             return self._messages(request)
+        if request.method == "POST" and len(parts) == 2 and parts[1] == "media":
+            return self._upload(request)
         return 400, _error(100, f"Unsupported {request.method} request", "GraphMethodException"), {}
 
     def _messages(self, request: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -266,7 +273,7 @@ class FakeGraphAPI:
             return 400, _error(100, "(#100) The parameter to is required.", "OAuthException"), {}
         message_type = body.get("type", "text")
         content = body.get(message_type)
-        if not isinstance(content, dict):
+        if not isinstance(content, (dict, list)):  # contacts is a list
             return (
                 400,
                 _error(100, f"(#100) The parameter {message_type} is required.", "OAuthException"),
@@ -290,6 +297,9 @@ class FakeGraphAPI:
                     ),
                     {},
                 )
+        refused = check_send_payload(body)
+        if refused is not None:
+            return 400, refused, {}
         wamid = f"wamid.FAKE{next(self._ids):08d}"
         contact = (
             {"input": to, "wa_id": str(to).lstrip("+")}
@@ -301,6 +311,19 @@ class FakeGraphAPI:
             {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]},
             {},
         )
+
+    # -- media upload (see the block at the end of this module) ---------------------
+
+    def _upload(self, request: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """``POST /{phone-number-id}/media``: multipart with ``messaging_product``, ``type``, ``file``."""
+        upload, refused = parse_upload(request)
+        if refused is not None:
+            return 400, refused, {}
+        assert upload is not None  # noqa: S101 - parse_upload returns one or the other
+        media_id = f"{9_000_000_000_000 + next(self._ids)}"
+        with self._lock:
+            self.uploads[media_id] = upload
+        return 200, {"id": media_id}, {}
 
 
 def _error(code: int, message: str, error_type: str) -> dict[str, Any]:
@@ -347,3 +370,360 @@ def _handler_for(fake: FakeGraphAPI) -> type[BaseHTTPRequestHandler]:
             logger.debug("fake graph: " + format, *args)
 
     return Handler
+
+
+# == Outbound payloads: validation of sends and media uploads ===================
+#
+# The fake refuses what Meta refuses, so a test that passes here does not fail
+# against the real API for a limit we forgot. Limits are those of Meta's Cloud
+# API reference for each message type; error codes are Meta's: 100 (invalid
+# parameter) and 131009 (parameter value is not valid), with the reason in
+# ``error_data.details`` the way Meta puts it there.
+
+_MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+_CAPTIONED = ("image", "video", "document")
+_SEND_TYPES = (
+    "text",
+    "location",
+    "contacts",
+    "interactive",
+    "reaction",
+    "template",
+    *_MEDIA_TYPES,
+)
+
+#: Meta's supported media types and their size limits, in bytes.
+_UPLOAD_LIMITS: dict[str, int] = {
+    "audio/aac": 16 * 2**20,
+    "audio/amr": 16 * 2**20,
+    "audio/mpeg": 16 * 2**20,
+    "audio/mp4": 16 * 2**20,
+    "audio/ogg": 16 * 2**20,
+    "text/plain": 100 * 2**20,
+    "application/pdf": 100 * 2**20,
+    "application/msword": 100 * 2**20,
+    "application/vnd.ms-excel": 100 * 2**20,
+    "application/vnd.ms-powerpoint": 100 * 2**20,
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 100 * 2**20,
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": 100 * 2**20,
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": 100 * 2**20,
+    "image/jpeg": 5 * 2**20,
+    "image/png": 5 * 2**20,
+    "image/webp": 500 * 2**10,
+    "video/3gpp": 16 * 2**20,
+    "video/mp4": 16 * 2**20,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedMedia:
+    """A file received by the fake's media upload endpoint."""
+
+    data: bytes
+    mime_type: str
+    filename: str | None
+    messaging_product: str
+
+
+class _RefusedError(Exception):
+    """A send payload Meta would refuse; carries Meta's code and details."""
+
+    def __init__(self, details: str, code: int = 131009) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+def _meta_error(code: int, details: str) -> dict[str, Any]:
+    message = (
+        "(#131009) Parameter value is not valid"
+        if code == 131009
+        else f"(#{code}) Invalid parameter"
+    )
+    return {
+        "error": {
+            "message": message,
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details},
+            "fbtrace_id": "AFakeTrace",
+        }
+    }
+
+
+def check_send_payload(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Meta's error body for a send payload Meta would refuse, else ``None``."""
+    try:
+        _check_payload(body)
+    except _RefusedError as refused:
+        return _meta_error(refused.code, refused.details)
+    return None
+
+
+def _no_nulls(value: Any, where: str) -> None:
+    if value is None:
+        raise _RefusedError(f"{where} is null; leave optional parameters out instead", code=100)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nulls(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _no_nulls(item, f"{where}[{index}]")
+
+
+def _text(value: Any, where: str, limit: int | None = None, *, required: bool = True) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or (required and not value):
+        raise _RefusedError(f"{where} is required and must be a non-empty string", code=100)
+    if limit is not None and len(value) > limit:
+        raise _RefusedError(f"{where} length invalid. Min length: 1, Max length: {limit}")
+
+
+def _check_payload(body: dict[str, Any]) -> None:
+    _no_nulls(body, "")
+    kind = body.get("type", "text")
+    if kind not in _SEND_TYPES:
+        raise _RefusedError(f"type {kind!r} is not a message type", code=100)
+    context = body.get("context")
+    if context is not None:
+        if not isinstance(context, dict):
+            raise _RefusedError("context must be an object", code=100)
+        _text(context.get("message_id"), "context.message_id")
+    content = body.get(kind)
+    if kind == "contacts":
+        _check_contacts(content)
+        return
+    if not isinstance(content, dict):
+        raise _RefusedError(f"{kind} is required", code=100)
+    if kind in _MEDIA_TYPES:
+        _check_media(kind, content, kind)
+    elif kind == "location":
+        _check_location(content)
+    elif kind == "reaction":
+        _text(content.get("message_id"), "reaction.message_id")
+        if not isinstance(content.get("emoji"), str):
+            raise _RefusedError("reaction.emoji is required (an empty string removes)", code=100)
+    elif kind == "template":
+        _check_template(content)
+    elif kind == "interactive":
+        _check_interactive(content)
+
+
+def _check_media(kind: str, media: dict[str, Any], where: str) -> None:
+    if ("id" in media) == ("link" in media):
+        raise _RefusedError(f"{where} needs exactly one of id and link", code=100)
+    if "link" in media:
+        link = media["link"]
+        if not isinstance(link, str) or not link.startswith(("http://", "https://")):
+            raise _RefusedError(f"{where}.link must be an http(s) URL")
+    else:
+        _text(media["id"], f"{where}.id")
+    if "caption" in media:
+        if kind not in _CAPTIONED:
+            raise _RefusedError(f"{where}.caption is not supported for {kind}", code=100)
+        _text(media["caption"], f"{where}.caption", 1024)
+    if "filename" in media:
+        if kind != "document":
+            raise _RefusedError(f"{where}.filename is only for documents", code=100)
+        _text(media["filename"], f"{where}.filename")
+    if "voice" in media and (kind != "audio" or not isinstance(media["voice"], bool)):
+        raise _RefusedError(f"{where}.voice is a boolean for audio only", code=100)
+
+
+def _number(value: Any, where: str, bound: float) -> None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _RefusedError(f"{where} must be a number", code=100) from None
+    if isinstance(value, bool) or not -bound <= number <= bound:
+        raise _RefusedError(f"{where} must be between -{bound:g} and {bound:g}")
+
+
+def _check_location(location: dict[str, Any]) -> None:
+    _number(location.get("latitude"), "location.latitude", 90)
+    _number(location.get("longitude"), "location.longitude", 180)
+    _text(location.get("name"), "location.name", required=False)
+    _text(location.get("address"), "location.address", required=False)
+
+
+def _check_contacts(contacts: Any) -> None:
+    if not isinstance(contacts, list) or not 1 <= len(contacts) <= 257:
+        raise _RefusedError("contacts must be a list of 1 to 257 contact objects", code=100)
+    for index, contact in enumerate(contacts):
+        name = contact.get("name") if isinstance(contact, dict) else None
+        if not isinstance(name, dict):
+            raise _RefusedError(f"contacts[{index}].name is required", code=100)
+        _text(name.get("formatted_name"), f"contacts[{index}].name.formatted_name")
+
+
+def _check_template(template: dict[str, Any]) -> None:
+    _text(template.get("name"), "template.name", 512)
+    language = template.get("language")
+    if not isinstance(language, dict):
+        raise _RefusedError("template.language is required", code=100)
+    _text(language.get("code"), "template.language.code")
+    components = template.get("components", [])
+    if not isinstance(components, list):
+        raise _RefusedError("template.components must be a list", code=100)
+    for index, component in enumerate(components):
+        if not isinstance(component, dict) or component.get("type") not in (
+            "header",
+            "body",
+            "button",
+            "carousel",
+            "limited_time_offer",
+        ):
+            raise _RefusedError(f"template.components[{index}].type is not valid", code=100)
+        if component["type"] == "button" and not {"sub_type", "index"} <= component.keys():
+            raise _RefusedError(f"template.components[{index}] needs sub_type and index", code=100)
+
+
+def _check_interactive(interactive: dict[str, Any]) -> None:
+    kind = interactive.get("type")
+    if kind not in ("button", "list", "cta_url"):
+        return  # flows, products, location requests...: not checked here
+    body = interactive.get("body")
+    if not isinstance(body, dict):
+        raise _RefusedError("interactive.body is required", code=100)
+    _text(body.get("text"), "interactive.body.text", 4096 if kind == "list" else 1024)
+    if "footer" in interactive:
+        footer = interactive["footer"]
+        _text(footer.get("text") if isinstance(footer, dict) else None, "footer.text", 60)
+    if "header" in interactive:
+        _check_header(interactive["header"], text_only=kind == "list")
+    action = interactive.get("action")
+    if not isinstance(action, dict):
+        raise _RefusedError("interactive.action is required", code=100)
+    if kind == "button":
+        _check_reply_buttons(action)
+    elif kind == "list":
+        _check_list(action)
+    else:
+        if action.get("name") != "cta_url" or not isinstance(action.get("parameters"), dict):
+            raise _RefusedError("action.name must be cta_url, with parameters", code=100)
+        parameters = action["parameters"]
+        _text(parameters.get("display_text"), "action.parameters.display_text", 20)
+        url = parameters.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise _RefusedError("action.parameters.url must be an http(s) URL")
+
+
+def _check_header(header: Any, *, text_only: bool) -> None:
+    kind = header.get("type") if isinstance(header, dict) else None
+    if kind == "text":
+        _text(header.get("text"), "header.text", 60)
+        return
+    if text_only or kind not in ("image", "video", "document"):
+        raise _RefusedError(f"header type {kind!r} is not supported here", code=100)
+    media = header.get(kind)
+    if not isinstance(media, dict):
+        raise _RefusedError(f"header.{kind} is required", code=100)
+    if "caption" in media:
+        raise _RefusedError(f"header.{kind}.caption is not supported", code=100)
+    _check_media(kind, media, f"header.{kind}")
+
+
+def _check_reply_buttons(action: dict[str, Any]) -> None:
+    buttons = action.get("buttons")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        raise _RefusedError("action.buttons must hold 1 to 3 buttons")
+    ids: set[str] = set()
+    titles: set[str] = set()
+    for index, button in enumerate(buttons):
+        reply = button.get("reply") if isinstance(button, dict) else None
+        if (
+            not isinstance(button, dict)
+            or button.get("type") != "reply"
+            or not isinstance(reply, dict)
+        ):
+            raise _RefusedError(f"buttons[{index}] must be a reply button", code=100)
+        _text(reply.get("id"), f"buttons[{index}].reply.id", 256)
+        _text(reply.get("title"), f"buttons[{index}].reply.title", 20)
+        if reply["id"] in ids or reply["title"] in titles:
+            raise _RefusedError("Buttons must have unique ids and titles")
+        ids.add(reply["id"])
+        titles.add(reply["title"])
+
+
+def _check_list(action: dict[str, Any]) -> None:
+    _text(action.get("button"), "action.button", 20)
+    sections = action.get("sections")
+    if not isinstance(sections, list) or not 1 <= len(sections) <= 10:
+        raise _RefusedError("action.sections must hold 1 to 10 sections")
+    ids: set[str] = set()
+    for s_index, section in enumerate(sections):
+        if not isinstance(section, dict):
+            raise _RefusedError(f"sections[{s_index}] must be an object", code=100)
+        _text(section.get("title"), f"sections[{s_index}].title", 24, required=len(sections) > 1)
+        rows = section.get("rows")
+        if not isinstance(rows, list) or not rows:
+            raise _RefusedError(f"sections[{s_index}].rows must hold at least one row")
+        for r_index, row in enumerate(rows):
+            where = f"sections[{s_index}].rows[{r_index}]"
+            if not isinstance(row, dict):
+                raise _RefusedError(f"{where} must be an object", code=100)
+            _text(row.get("id"), f"{where}.id", 200)
+            _text(row.get("title"), f"{where}.title", 24)
+            _text(row.get("description"), f"{where}.description", 72, required=False)
+            if row["id"] in ids:
+                raise _RefusedError("Row ids must be unique across sections")
+            ids.add(row["id"])
+    if len(ids) > 10:
+        raise _RefusedError("A list can hold at most 10 rows in total")
+
+
+def parse_upload(request: RecordedRequest) -> tuple[UploadedMedia | None, dict[str, Any] | None]:
+    """The upload in a multipart ``POST /media``, or Meta's error body for a bad one."""
+    fields: dict[str, str] = {}
+    file_part: tuple[bytes, str | None, str | None] | None = None
+    content_type = request.headers.get("content-type", "")
+    boundary = _header_param(content_type, "content-type", "boundary")
+    if not content_type.startswith("multipart/form-data") or not boundary:
+        return None, _meta_error(100, "the upload must be multipart/form-data")
+    for headers, data in _multipart_parts(request.body, boundary.encode("latin-1")):
+        disposition = headers.get("content-disposition", "")
+        name = _header_param(disposition, "content-disposition", "name")
+        filename = _header_param(disposition, "content-disposition", "filename")
+        if name == "file":
+            file_part = (data, filename, headers.get("content-type"))
+        elif name:
+            fields[name] = data.decode("utf-8", "replace")
+    if fields.get("messaging_product") != "whatsapp":
+        return None, _meta_error(100, "The parameter messaging_product is required.")
+    if file_part is None or not file_part[0]:
+        return None, _meta_error(100, "The parameter file is required.")
+    mime_type = fields.get("type") or file_part[2] or ""
+    limit = _UPLOAD_LIMITS.get(mime_type)
+    if limit is None:
+        return None, _meta_error(131053, f"Media upload error: unsupported type {mime_type!r}")
+    if len(file_part[0]) > limit:
+        return None, _meta_error(131053, f"Media upload error: {mime_type} is over {limit} bytes")
+    return UploadedMedia(file_part[0], mime_type, file_part[1], fields["messaging_product"]), None
+
+
+def _header_param(value: str, header: str, param: str) -> str | None:
+    message = email.message.Message()
+    message[header] = value
+    found = message.get_param(param, header=header)
+    if isinstance(found, tuple):  # RFC 2231 encoded
+        return email.utils.collapse_rfc2231_value(found)
+    return found if isinstance(found, str) else None
+
+
+def _multipart_parts(body: bytes, boundary: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """The (headers, data) of each part of a multipart body, data byte-exact."""
+    parts = []
+    delimiter = b"--" + boundary
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        chunk = chunk.removeprefix(b"\r\n").removesuffix(b"\r\n")
+        head, _, data = chunk.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            key, _, value = line.partition(":")
+            if key:
+                headers[key.strip().lower()] = value.strip()
+        parts.append((headers, data))
+    return parts
