@@ -316,7 +316,7 @@ def test_fit_sends_a_media_header_before_the_list(
 def test_fit_keeps_the_first_ten_of_more_buttons(
     make_connector: MakeConnector, graph: FakeGraphAPI
 ) -> None:
-    _connector(make_connector, "fit").send(TO, Buttons("b", [str(i) for i in range(6)]))
+    _connector(make_connector, "fit").send(TO, Buttons("b", [str(i) for i in range(12)]))
     [payload] = _payloads(graph)
     rows = payload["interactive"]["action"]["sections"][0]["rows"]
     assert [row["id"] for row in rows] == [str(i) for i in range(10)]
