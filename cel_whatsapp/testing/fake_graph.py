@@ -279,7 +279,7 @@ class FakeGraphAPI:
                 _error(100, f"(#100) The parameter {message_type} is required.", "OAuthException"),
                 {},
             )
-        if message_type == "text":
+        if message_type == "text" and isinstance(content, dict):
             text = content.get("body")
             if not isinstance(text, str) or not text:
                 return (
