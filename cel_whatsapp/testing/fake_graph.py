@@ -316,10 +316,9 @@ class FakeGraphAPI:
 
     def _upload(self, request: RecordedRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
         """``POST /{phone-number-id}/media``: multipart with ``messaging_product``, ``type``, ``file``."""
-        upload, refused = parse_upload(request)
-        if refused is not None:
-            return 400, refused, {}
-        assert upload is not None  # noqa: S101 - parse_upload returns one or the other
+        upload = parse_upload(request)
+        if not isinstance(upload, UploadedMedia):
+            return 400, upload, {}
         media_id = f"{9_000_000_000_000 + next(self._ids)}"
         with self._lock:
             self.uploads[media_id] = upload
@@ -673,14 +672,14 @@ def _check_list(action: dict[str, Any]) -> None:
         raise _RefusedError("A list can hold at most 10 rows in total")
 
 
-def parse_upload(request: RecordedRequest) -> tuple[UploadedMedia | None, dict[str, Any] | None]:
+def parse_upload(request: RecordedRequest) -> UploadedMedia | dict[str, Any]:
     """The upload in a multipart ``POST /media``, or Meta's error body for a bad one."""
     fields: dict[str, str] = {}
     file_part: tuple[bytes, str | None, str | None] | None = None
     content_type = request.headers.get("content-type", "")
     boundary = _header_param(content_type, "content-type", "boundary")
     if not content_type.startswith("multipart/form-data") or not boundary:
-        return None, _meta_error(100, "the upload must be multipart/form-data")
+        return _meta_error(100, "the upload must be multipart/form-data")
     for headers, data in _multipart_parts(request.body, boundary.encode("latin-1")):
         disposition = headers.get("content-disposition", "")
         name = _header_param(disposition, "content-disposition", "name")
@@ -690,16 +689,16 @@ def parse_upload(request: RecordedRequest) -> tuple[UploadedMedia | None, dict[s
         elif name:
             fields[name] = data.decode("utf-8", "replace")
     if fields.get("messaging_product") != "whatsapp":
-        return None, _meta_error(100, "The parameter messaging_product is required.")
+        return _meta_error(100, "The parameter messaging_product is required.")
     if file_part is None or not file_part[0]:
-        return None, _meta_error(100, "The parameter file is required.")
+        return _meta_error(100, "The parameter file is required.")
     mime_type = fields.get("type") or file_part[2] or ""
     limit = _UPLOAD_LIMITS.get(mime_type)
     if limit is None:
-        return None, _meta_error(131053, f"Media upload error: unsupported type {mime_type!r}")
+        return _meta_error(131053, f"Media upload error: unsupported type {mime_type!r}")
     if len(file_part[0]) > limit:
-        return None, _meta_error(131053, f"Media upload error: {mime_type} is over {limit} bytes")
-    return UploadedMedia(file_part[0], mime_type, file_part[1], fields["messaging_product"]), None
+        return _meta_error(131053, f"Media upload error: {mime_type} is over {limit} bytes")
+    return UploadedMedia(file_part[0], mime_type, file_part[1], fields["messaging_product"])
 
 
 def _header_param(value: str, header: str, param: str) -> str | None:
