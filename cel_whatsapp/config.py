@@ -26,6 +26,28 @@ DEFAULT_TIMEOUT: Final = (3.05, 20.0)
 #: Meta's webhook payloads stay below 3 MB; a little above that is refused with 413.
 DEFAULT_MAX_BODY_BYTES: Final = 3_500_000
 
+# -- reliability: deduplication, background dispatch, retries --------------------
+#: How long a message id is remembered: Meta redelivers an unacknowledged
+#: webhook for up to 7 days.
+DEFAULT_DEDUP_TTL: Final = 7 * 24 * 3600.0
+#: How many message ids ``InMemoryStore`` keeps at most (oldest forgotten first).
+DEFAULT_DEDUP_MAX_ENTRIES: Final = 100_000
+#: Background dispatch: threads answering messages in each process.
+DEFAULT_MAX_WORKERS: Final = 8
+#: Background dispatch: messages accepted but not yet answered, per process.
+#: Past this the webhook waits ``DEFAULT_FULL_TIMEOUT`` seconds for room, then
+#: answers 503 so that Meta delivers the refused messages again later.
+DEFAULT_MAX_PENDING: Final = 1000
+DEFAULT_FULL_TIMEOUT: Final = 1.0
+#: Seconds a worker's hold on a lead (with ``RedisStore``) lasts unless renewed.
+DEFAULT_LEASE_TTL: Final = 30.0
+#: Seconds given to pending answers when the process shuts down.
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 25.0
+#: Graph API sends: attempts per request (the first included), and the time all
+#: attempts and waits of one request may take together.
+DEFAULT_RETRY_ATTEMPTS: Final = 5
+DEFAULT_RETRY_TOTAL_TIME: Final = 60.0
+
 #: Configuration keys, read from ``app.config`` and then from ``os.environ``.
 TOKEN_KEY: Final = "WHATSAPP_TOKEN"  # noqa: S105 - a key name, not a secret
 PHONE_NUMBER_ID_KEY: Final = "WHATSAPP_PHONE_NUMBER_ID"

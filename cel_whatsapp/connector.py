@@ -13,13 +13,16 @@ from flask.sansio.blueprints import BlueprintSetupState
 from . import config
 from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
 from .cli import add_commands
+from .dedup import InMemoryStore, Store
+from .dispatch import Dispatcher, make_dispatcher
 from .errors import ConfigurationError
 from .graph import GraphClient, Timeout
 from .limits import DEFAULT_POLICY, check_policy
 from .model import Lead, Message
 from .outbox import MediaSource, Outbox
 from .replies import Reply
-from .responder import Assistant, Responder
+from .responder import Assistant, Responder, SendErrorHandler
+from .retry import RetryPolicy
 from .streaming import StreamMode
 from .webhook import VerificationHandler, WebhookHandler
 
@@ -62,6 +65,11 @@ class WhatsappConnector:
         max_body_bytes: int = config.DEFAULT_MAX_BODY_BYTES,
         name: str = config.DEFAULT_BLUEPRINT_NAME,
         limits: str = DEFAULT_POLICY,
+        store: Store | None = None,
+        dispatch: str | Dispatcher = "background",
+        fallback_text: str | None = None,
+        retry_attempts: int = config.DEFAULT_RETRY_ATTEMPTS,
+        retry_total_time: float = config.DEFAULT_RETRY_TOTAL_TIME,
         app: Flask | None = None,
     ) -> None:
         self.token = token
@@ -85,6 +93,17 @@ class WhatsappConnector:
         self._blueprint: Blueprint | None = None
         self._graph: GraphClient | None = None
         self._responder: Responder | None = None
+        #: Remembers handled message ids (``InMemoryStore()`` unless given).
+        self.store: Store = store if store is not None else InMemoryStore()
+        #: Runs the assistant: in the request (``"inline"``) or on a pool (``"background"``).
+        self.dispatcher: Dispatcher = make_dispatcher(dispatch)
+        if fallback_text is not None and not (0 < len(fallback_text.strip()) <= config.TEXT_LIMIT):
+            raise ConfigurationError(
+                f"fallback_text must be a non-empty text of at most {config.TEXT_LIMIT} characters"
+            )
+        self.fallback_text = fallback_text
+        self.retry = RetryPolicy(attempts=retry_attempts, total_time=retry_total_time)
+        self.send_error_handler: SendErrorHandler | None = None
         if app is not None:
             self.init_app(app)
 
@@ -137,6 +156,25 @@ class WhatsappConnector:
         """
         self.verification_handler = fn
         return fn
+
+    def on_send_error(self, fn: SendErrorHandler) -> SendErrorHandler:
+        """Decorator: run ``fn(message, error)`` when a reply cannot be sent.
+
+        Called for permanent Graph API errors (131047 outside the 24-hour
+        window, 131026 undeliverable, 190 expired token...), transient ones
+        that outlived the retries, and read timeouts (``GraphTransportError``
+        with ``request_sent=True``: the reply may or may not have arrived).
+        Every such error is also logged.
+        """
+        self.send_error_handler = fn
+        return fn
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted message is answered; ``False`` on timeout.
+
+        With ``dispatch="inline"`` there is never anything pending.
+        """
+        return self.dispatcher.drain(timeout)
 
     @property
     def blueprint(self) -> Blueprint:
@@ -211,13 +249,17 @@ class WhatsappConnector:
             stream_mode=self.stream_mode,
             read_receipts=self.read_receipts,
             limits=self.limits,
+            fallback_text=self.fallback_text,
+            on_send_error=lambda: self.send_error_handler,
         )
+        self.dispatcher.start(self.handle, store=self.store)
         return WebhookHandler(
             verify_token=self.verify_token,
             phone_number_id=self.phone_number_id,
             app_secret=self._app_secret or None,
             on_messages=self._dispatch,
             verification_handler=lambda: self.verification_handler,
+            store=self.store,
         )
 
     def _graph_client(self) -> GraphClient:
@@ -230,7 +272,11 @@ class WhatsappConnector:
                         f"({config.WHERE_TO_FIND[config.TOKEN_KEY]})"
                     )
                 self._graph = GraphClient(
-                    self.token, self.base_url, timeout=self.timeout, session=self._session
+                    self.token,
+                    self.base_url,
+                    timeout=self.timeout,
+                    session=self._session,
+                    retry=self.retry,
                 )
             return self._graph
 
@@ -286,9 +332,8 @@ class WhatsappConnector:
 
     # -- work ------------------------------------------------------------------
 
-    def _dispatch(self, messages: list[Message]) -> None:
-        for message in messages:
-            self.handle(message)
+    def _dispatch(self, messages: list[Message]) -> list[Message]:
+        return self.dispatcher.submit(messages)
 
     def handle(self, message: Message) -> list[str]:
         """Answer ``message`` now, as the webhook would; return the sent wamids."""

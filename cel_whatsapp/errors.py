@@ -32,7 +32,8 @@ class GraphAPIError(CelWhatsappError):
 
     Attributes mirror Meta's error object (``error.code``, ``error.error_subcode``,
     ``error.message``, ``error.fbtrace_id``) plus the HTTP status. ``retryable``
-    says whether sending the same request again may succeed.
+    says whether sending the same request again may succeed; ``retry_after`` is
+    the wait the answer's ``Retry-After`` header asked for, in seconds.
     """
 
     def __init__(
@@ -47,6 +48,7 @@ class GraphAPIError(CelWhatsappError):
         details: str | None = None,
         error_data: Mapping[str, Any] | None = None,
         retryable: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
         self.code = code
@@ -57,6 +59,8 @@ class GraphAPIError(CelWhatsappError):
         self.details = details
         self.error_data = dict(error_data or {})
         self.retryable = retryable
+        #: Seconds from the answer's ``Retry-After`` header, when it had one.
+        self.retry_after = retry_after
         super().__init__(self._describe())
 
     def _describe(self) -> str:

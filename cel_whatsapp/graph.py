@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -16,14 +18,16 @@ from requests.utils import get_environ_proxies
 
 from .config import DEFAULT_TIMEOUT
 from .errors import GraphAPIError, GraphTransportError
+from .retry import PAIR_RATE_CODE, TRANSIENT_CODES, Retrier, RetryPolicy, is_retryable
 
 logger = logging.getLogger(__name__)
 
 Timeout = float | tuple[float, float]
 
-# Error codes for which sending the same request again may succeed. See Meta's
-# error-code reference: throttling, temporary and unknown errors.
-RETRYABLE_CODES = frozenset({1, 2, 4, 17, 341, 80007, 130429, 131000, 131016, 131057, 133004})
+# Error codes for which sending the same request again may succeed (see
+# cel_whatsapp.retry for the whole policy): throttling, temporary and unknown
+# errors, and the pair rate limit.
+RETRYABLE_CODES = TRANSIENT_CODES | {PAIR_RATE_CODE}
 
 
 def error_from_response(response: requests.Response) -> GraphAPIError:
@@ -34,23 +38,26 @@ def error_from_response(response: requests.Response) -> GraphAPIError:
     else (an HTML error page from a proxy, say) still gives a useful error.
     """
     status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
     try:
         body = response.json()
     except ValueError:
         body = None
     error = body.get("error") if isinstance(body, Mapping) else None
     if not isinstance(error, Mapping):
-        return GraphAPIError(
+        bare = GraphAPIError(
             f"Graph API answered HTTP {status} without an error object",
             http_status=status,
-            retryable=status >= 500 or status == 429,
+            retry_after=retry_after,
         )
+        bare.retryable = is_retryable(bare)
+        return bare
     code = _int_or_none(error.get("code"))
     error_data = error.get("error_data")
     if not isinstance(error_data, Mapping):
         error_data = {}
     details = error_data.get("details")
-    return GraphAPIError(
+    result = GraphAPIError(
         str(error.get("message") or f"Graph API error (HTTP {status})"),
         code=code,
         error_subcode=_int_or_none(error.get("error_subcode")),
@@ -59,8 +66,30 @@ def error_from_response(response: requests.Response) -> GraphAPIError:
         error_type=_str_or_none(error.get("type")),
         details=str(details) if details else None,
         error_data=error_data,
-        retryable=(code in RETRYABLE_CODES) or status >= 500,
+        retry_after=retry_after,
     )
+    result.retryable = is_retryable(result)
+    return result
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delay-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), 24 * 3600.0)
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -80,6 +109,9 @@ class GraphClient:
     """Talks to the Graph API with a bearer token.
 
     ``base_url`` includes the version, e.g. ``https://graph.facebook.com/v25.0``.
+    ``retry`` (a :class:`~cel_whatsapp.retry.RetryPolicy`) makes failed calls
+    be sent again when Meta's error code says that is safe; without it every
+    call is tried once.
     Environment settings (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``)
     are read once here instead of on every request: requests would otherwise
     re-read them, and ``~/.netrc``, per call, which costs more than the call's
@@ -94,10 +126,12 @@ class GraphClient:
         *,
         timeout: Timeout = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
+        retry: RetryPolicy | Retrier | None = None,
     ) -> None:
         self._token = token
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.retrier = retry if isinstance(retry, Retrier) or retry is None else Retrier(retry)
         self.session = session if session is not None else self._new_session(self.base_url)
         self.session.headers["Authorization"] = f"Bearer {token}"
 
@@ -134,8 +168,26 @@ class GraphClient:
         """Send one request and return the decoded JSON answer.
 
         Raises :class:`GraphAPIError` for an error answer and
-        :class:`GraphTransportError` when no answer came.
+        :class:`GraphTransportError` when no answer came. With a retry policy,
+        retryable failures are sent again first; ``recipient`` (a keyword)
+        names the user a send goes to, for the pair rate limit.
         """
+        recipient = kwargs.pop("recipient", None)
+        if self.retrier is None:
+            return self._request_once(method, path, json=json, **kwargs)
+        return self.retrier.call(
+            lambda: self._request_once(method, path, json=json, **kwargs),
+            recipient=recipient,
+        )
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         kwargs.setdefault("timeout", self.timeout)
         try:
             response = self.session.request(method, self.url(path), json=json, **kwargs)
@@ -169,7 +221,13 @@ class GraphClient:
 
     def send_message(self, phone_number_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``/{phone_number_id}/messages``; returns Meta's answer."""
-        return self.request("POST", f"{phone_number_id}/messages", json=payload)
+        recipient = payload.get("to") or payload.get("recipient")
+        return self.request(
+            "POST",
+            f"{phone_number_id}/messages",
+            json=payload,
+            recipient=str(recipient) if recipient else None,
+        )
 
 
 def _refused(exc: requests.ConnectionError) -> bool:

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 #: What an assistant may return.
 AssistantResult = Union[str, Reply, Iterable[Union[str, Reply]], None]  # noqa: UP007
 Assistant = Callable[[Message], AssistantResult]
+#: Called with the message being answered and the error, when a send fails for good.
+SendErrorHandler = Callable[[Message, GraphAPIError], object]
 
 
 def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
@@ -77,6 +79,8 @@ class Responder:
         stream_mode: StreamMode = StreamMode.SENTENCE,
         read_receipts: bool = True,
         limits: str = DEFAULT_POLICY,
+        fallback_text: str | None = None,
+        on_send_error: Callable[[], SendErrorHandler | None] = lambda: None,
     ) -> None:
         self.graph = graph
         self.phone_number_id = phone_number_id
@@ -84,6 +88,8 @@ class Responder:
         self.stream_mode = stream_mode
         self.read_receipts = read_receipts
         self.outbox = Outbox(graph, phone_number_id, limits=limits)
+        self.fallback_text = fallback_text
+        self._on_send_error = on_send_error
 
     def send_payload(self, payload: dict[str, Any]) -> str | None:
         """Send one payload; return the new message's wamid."""
@@ -130,15 +136,35 @@ class Responder:
                 len(sent),
                 exc,
             )
+            self._send_error(message, exc)
         except Exception:
             # The user's assistant (or its generator) raised: log with the stack
             # trace; the webhook is still acknowledged.
             logger.exception("the assistant failed on message %s", message.id)
+            self._send_fallback(message, sent)
         finally:
             close = getattr(result, "close", None)
             if callable(close):
                 close()
         return sent
+
+    def _send_fallback(self, message: Message, sent: list[str]) -> None:
+        if not self.fallback_text:
+            return
+        try:
+            self._send_texts(message.lead, [self.fallback_text], sent)
+        except GraphAPIError as exc:
+            logger.error("sending the fallback text for message %s failed: %s", message.id, exc)
+            self._send_error(message, exc)
+
+    def _send_error(self, message: Message, error: GraphAPIError) -> None:
+        handler = self._on_send_error()
+        if handler is None:
+            return
+        try:
+            handler(message, error)
+        except Exception:
+            logger.exception("the on_send_error handler raised on message %s", message.id)
 
     def _send_texts(self, lead: Lead, pieces: list[str], sent: list[str]) -> None:
         for piece in pieces:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import signature
+from .dedup import Store, StoreError, message_key
 from .errors import PayloadError
 from .model import Message
 from .parsing import ParsedWebhook, parse_webhook
@@ -42,11 +43,17 @@ class HttpResult:
 
 OK = HttpResult(200, "OK", "text/plain")
 
+#: Receives the new messages of a delivery; returns those it could not accept.
+MessagesHandler = Callable[[list[Message]], "Sequence[Message] | None"]
+
 
 class WebhookHandler:
     """Verification (GET) and delivery (POST) for one business number.
 
-    ``on_messages`` receives the parsed messages of each accepted POST.
+    ``on_messages`` receives the parsed messages of each accepted POST that
+    were not seen before (with a ``store``, each message id is claimed there
+    first) and returns those it could not accept: their claims are released
+    and the POST is answered 503, so Meta delivers them again.
     """
 
     def __init__(
@@ -54,14 +61,16 @@ class WebhookHandler:
         *,
         verify_token: str,
         phone_number_id: str,
-        on_messages: Callable[[list[Message]], None],
+        on_messages: MessagesHandler,
         app_secret: str | None = None,
         verification_handler: Callable[[], VerificationHandler | None] = lambda: None,
+        store: Store | None = None,
     ) -> None:
         self._verify_token = verify_token.encode("utf-8")
         self._app_secret = app_secret
         self.phone_number_id = phone_number_id
         self._on_messages = on_messages
+        self.store = store
         self._verification_handler = verification_handler
 
     def __repr__(self) -> str:
@@ -118,11 +127,54 @@ class WebhookHandler:
             parsed = parse_webhook(data, phone_number_id=self.phone_number_id)
         except PayloadError as exc:
             return HttpResult.error(400, str(exc))
-        self._deliver(parsed)
-        return OK
+        return self._deliver(parsed)
 
-    def _deliver(self, parsed: ParsedWebhook) -> None:
+    def _deliver(self, parsed: ParsedWebhook) -> HttpResult:
         if parsed.skipped:
             logger.warning("webhook: %d malformed item(s) skipped", parsed.skipped)
-        if parsed.messages:
-            self._on_messages(parsed.messages)
+        if not parsed.messages:
+            return OK
+        try:
+            fresh = self._claim(parsed.messages)
+        except StoreError as exc:
+            logger.error("webhook answered 503: %s", exc)
+            return HttpResult.error(503, "temporarily unable to accept updates")
+        if not fresh:
+            return OK
+        refused = list(self._on_messages(fresh) or ())
+        if not refused:
+            return OK
+        self._release(refused)
+        return HttpResult.error(503, "too busy; deliver again later")
+
+    def _claim(self, messages: list[Message]) -> list[Message]:
+        """Claim each message id in the store; keep those not handled before."""
+        if self.store is None:
+            return messages
+        fresh: list[Message] = []
+        claimed: list[Message] = []
+        try:
+            for message in messages:
+                if self.store.claim(message_key(message.lead.phone_number_id, message.id)):
+                    claimed.append(message)
+                    fresh.append(message)
+                else:
+                    logger.info("message %s was already handled: duplicate skipped", message.id)
+        except StoreError:
+            # Give back what this delivery claimed, so its redelivery is handled whole.
+            self._release(claimed)
+            raise
+        return fresh
+
+    def _release(self, messages: Sequence[Message]) -> None:
+        if self.store is None:
+            return
+        for message in messages:
+            try:
+                self.store.release(message_key(message.lead.phone_number_id, message.id))
+            except StoreError as exc:
+                logger.error(
+                    "could not release message %s (%s): a redelivery of it will be skipped",
+                    message.id,
+                    exc,
+                )

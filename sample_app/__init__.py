@@ -31,6 +31,8 @@ def create_app(local: bool | None = None) -> Flask:
     connector = WhatsappConnector(
         stream_mode=os.environ.get("WHATSAPP_STREAM_MODE", "sentence"),
         assistant=demo_assistant,
+        # The local chat page shows the answer as soon as its POST returns.
+        dispatch="inline" if local else "background",
     )
     if local:
         from .local import start_local_graph

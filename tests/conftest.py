@@ -47,7 +47,11 @@ MakeConnector = Callable[..., WhatsappConnector]
 
 @pytest.fixture
 def make_connector(graph: FakeGraphAPI) -> MakeConnector:
-    """Build a connector pointed at the fake; keywords override the defaults."""
+    """Build a connector pointed at the fake; keywords override the defaults.
+
+    Answers inline (inside the request) unless ``dispatch=`` says otherwise, so
+    a test may read the fake's recordings as soon as its POST returns.
+    """
 
     def make(assistant: Any = None, **kwargs: Any) -> WhatsappConnector:
         options: dict[str, Any] = {
@@ -58,6 +62,7 @@ def make_connector(graph: FakeGraphAPI) -> MakeConnector:
             "base_url": graph.base_url,
             "read_receipts": False,
             "assistant": assistant,
+            "dispatch": "inline",
         }
         options.update(kwargs)
         return WhatsappConnector(**options)

@@ -75,6 +75,7 @@ def test_init_app_reads_app_config(graph: FakeGraphAPI) -> None:
     client = app.test_client()
     assert post_webhook(client, text_webhook("x")).status_code == 200
     assert post_webhook(client, text_webhook("x"), secret=None).status_code == 401
+    assert connector.drain(5)  # the default dispatch answers in the background
     assert graph.sent_texts() == ["from config"]
 
 
@@ -123,6 +124,7 @@ def test_register_blueprint_directly_and_custom_prefix(graph: FakeGraphAPI) -> N
         app_secret=APP_SECRET,
         base_url=graph.base_url,
         read_receipts=False,
+        dispatch="inline",
     )
     app = Flask(__name__)
     app.register_blueprint(bp)
@@ -146,6 +148,7 @@ def test_two_connectors_in_one_app(graph: FakeGraphAPI) -> None:
             base_url=graph.base_url,
             read_receipts=False,
             name=name,
+            dispatch="inline",
         ).init_app(app)
     client = app.test_client()
     post_webhook(client, text_webhook("x"), path="/wa_support")
@@ -157,9 +160,11 @@ def test_no_assistant_logs_and_acknowledges(
     graph: FakeGraphAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = Flask(__name__)
-    WhatsappConnector(TOKEN, PHONE_NUMBER_ID, VERIFY_TOKEN, base_url=graph.base_url).init_app(app)
+    connector = WhatsappConnector(TOKEN, PHONE_NUMBER_ID, VERIFY_TOKEN, base_url=graph.base_url)
+    connector.init_app(app)
     with caplog.at_level(logging.WARNING, logger="cel_whatsapp"):
         assert post_webhook(app.test_client(), text_webhook("x"), secret=None).status_code == 200
+        assert connector.drain(5)
     assert "no assistant" in caplog.text
     assert graph.requests == []
 

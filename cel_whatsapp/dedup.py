@@ -1,0 +1,234 @@
+"""Remember which updates were already handled, so none is handled twice.
+
+Meta delivers webhooks at least once: an answer other than 200, or one that
+comes too late, makes it deliver the same update again, for up to 7 days, and
+copies may arrive concurrently. Each message is claimed under its id with an
+atomic check-and-set before it is handled; a copy finds the claim and is
+skipped.
+
+Stores share one small protocol, :class:`Store`. :class:`InMemoryStore` (the
+default) serves one process; :class:`RedisStore` is shared by every gunicorn
+worker and every machine pointed at the same Redis, and also carries the
+per-lead leases that keep a lead's messages in order across workers (see
+:mod:`cel_whatsapp.dispatch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from .config import DEFAULT_DEDUP_MAX_ENTRIES, DEFAULT_DEDUP_TTL
+from .errors import CelWhatsappError
+
+logger = logging.getLogger(__name__)
+
+#: Ids longer than this (or not plain ASCII) are hashed into keys.
+_MAX_PLAIN_KEY = 128
+
+
+class StoreError(CelWhatsappError):
+    """The store could not be reached; the webhook answers 503 so Meta delivers again."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where handled update keys are remembered.
+
+    ``claim`` must be atomic across everything sharing the store: of several
+    concurrent claims of one key, exactly one returns ``True``. A claim lasts
+    the store's TTL. ``release`` forgets a claim (used when an accepted update
+    could not be queued, so its redelivery is handled).
+    """
+
+    def claim(self, key: str) -> bool:
+        """Remember ``key``; ``True`` if it was new, ``False`` if already claimed."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Forget ``key``."""
+        ...
+
+
+def safe_key(value: str) -> str:
+    """``value`` itself when short plain ASCII, else a digest of it.
+
+    Keeps store keys bounded whatever an attacker puts in an id.
+    """
+    if len(value) <= _MAX_PLAIN_KEY and value.isascii() and value.isprintable():
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def message_key(phone_number_id: str, message_id: str) -> str:
+    """The dedup key of an inbound message (by its wamid)."""
+    return f"msg:{safe_key(phone_number_id)}:{safe_key(message_id)}"
+
+
+def status_key(phone_number_id: str, status_id: str, status: str) -> str:
+    """The dedup key of a status update: one per message id and status value."""
+    return f"status:{safe_key(phone_number_id)}:{safe_key(status_id)}:{safe_key(status)}"
+
+
+class InMemoryStore:
+    """A thread-safe, bounded store for one process (the default).
+
+    Keys live ``ttl`` seconds (default: Meta's 7-day redelivery window). At
+    most ``max_entries`` are kept; past that the oldest claims are forgotten
+    first (a warning is logged once). With several gunicorn workers each has
+    its own memory, so copies of a webhook landing on different workers are
+    not caught: use :class:`RedisStore` there.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = DEFAULT_DEDUP_TTL,
+        max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if ttl <= 0 or max_entries <= 0:
+            raise ValueError("InMemoryStore needs a positive ttl and max_entries")
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        # Insertion order is expiry order, since every key gets the same TTL.
+        self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+        self._warned_full = False
+
+    def __repr__(self) -> str:
+        return f"InMemoryStore(ttl={self.ttl!r}, max_entries={self.max_entries!r})"
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._purge(self._clock())
+            return len(self._expiry)
+
+    def claim(self, key: str) -> bool:
+        """Atomically remember ``key``; ``True`` if it was not remembered yet."""
+        now = self._clock()
+        with self._lock:
+            self._purge(now)
+            if key in self._expiry:
+                return False
+            if len(self._expiry) >= self.max_entries:
+                self._expiry.popitem(last=False)
+                if not self._warned_full:
+                    self._warned_full = True
+                    logger.warning(
+                        "InMemoryStore is full (%d keys): the oldest are forgotten before "
+                        "their TTL; raise max_entries or use RedisStore",
+                        self.max_entries,
+                    )
+            self._expiry[key] = now + self.ttl
+            return True
+
+    def release(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is unknown)."""
+        with self._lock:
+            self._expiry.pop(key, None)
+
+    def _purge(self, now: float) -> None:
+        while self._expiry:
+            key, expiry = next(iter(self._expiry.items()))
+            if expiry > now:
+                return
+            del self._expiry[key]
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from redis.exceptions import RedisError
+    except ImportError:  # a client object that is not redis-py's
+        return (ConnectionError, TimeoutError, OSError)
+    return (RedisError, OSError)
+
+
+class RedisStore:
+    """A store in Redis, shared by every worker and machine using that Redis.
+
+    ``claim`` is ``SET key 1 NX EX ttl``: atomic on the server, so of five
+    copies of a webhook arriving at four workers at once exactly one is
+    handled. Keys are ``{prefix}dedup:{key}``. The ``redis`` package is an
+    optional dependency (``pip install "cel_whatsapp[redis]"``)::
+
+        store = RedisStore.from_url("redis://localhost:6379/0")
+        connector = WhatsappConnector(..., store=store)
+
+    Errors reaching Redis raise :class:`StoreError`; the webhook then answers
+    503 and Meta delivers the update again later.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        ttl: float = DEFAULT_DEDUP_TTL,
+        prefix: str = "cel_whatsapp:",
+    ) -> None:
+        if ttl <= 0:
+            raise ValueError("RedisStore needs a positive ttl")
+        self.client = client
+        self.ttl = ttl
+        self.prefix = prefix
+        self.errors = _redis_errors()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ttl: float = DEFAULT_DEDUP_TTL,
+        prefix: str = "cel_whatsapp:",
+        **client_options: Any,
+    ) -> RedisStore:
+        """Connect to ``redis://host:port/db`` (``rediss://`` for TLS).
+
+        ``client_options`` go to ``redis.Redis.from_url``; short socket
+        timeouts are set unless given, so a dead Redis fails fast.
+        """
+        try:
+            import redis
+        except ImportError as exc:
+            raise ImportError(
+                'RedisStore needs the redis package: pip install "cel_whatsapp[redis]"'
+            ) from exc
+        client_options.setdefault("socket_timeout", 5.0)
+        client_options.setdefault("socket_connect_timeout", 5.0)
+        client_options.setdefault("health_check_interval", 30)
+        return cls(redis.Redis.from_url(url, **client_options), ttl=ttl, prefix=prefix)
+
+    def __repr__(self) -> str:
+        # The client's repr may hold a password in its URL: leave it out.
+        return f"RedisStore(prefix={self.prefix!r}, ttl={self.ttl!r})"
+
+    def key(self, kind: str, name: str) -> str:
+        """The full Redis key of ``name`` in namespace ``kind``."""
+        return f"{self.prefix}{kind}:{name}"
+
+    def claim(self, key: str) -> bool:
+        """``SET {prefix}dedup:{key} 1 NX EX ttl``: ``True`` if the key was new."""
+        try:
+            created = self.client.set(
+                self.key("dedup", key), b"1", nx=True, ex=max(1, round(self.ttl))
+            )
+        except self.errors as exc:
+            raise StoreError(
+                f"could not reach Redis to deduplicate ({type(exc).__name__})"
+            ) from exc
+        return bool(created)
+
+    def release(self, key: str) -> None:
+        """Delete the claim of ``key``."""
+        try:
+            self.client.delete(self.key("dedup", key))
+        except self.errors as exc:
+            raise StoreError(
+                f"could not reach Redis to release a key ({type(exc).__name__})"
+            ) from exc

@@ -1,0 +1,246 @@
+"""When to send a Graph API request again, and how long to wait first.
+
+The decision follows Meta's numeric error code, not the HTTP status alone
+(https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes):
+
+- transient codes (throttling, temporary or unknown server trouble), HTTP 5xx,
+  and a connection that failed before the request left are retried with
+  exponential backoff and jitter, honouring ``Retry-After``;
+- 131056, too many messages to one user in a short time (Meta's pair rate
+  limit, about one message every 6 seconds after a burst), holds back that
+  recipient only, then retries;
+- every other error is permanent: sending the same request again would fail
+  the same way, so it is raised at once;
+- a read timeout after the request was sent is never retried: WhatsApp may
+  have delivered the message already, and ``POST /messages`` has no
+  idempotency key, so a retry could send it twice.
+
+No Flask and no HTTP here: :class:`Retrier` runs any callable that raises
+:class:`~cel_whatsapp.errors.GraphAPIError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from .config import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_TOTAL_TIME
+from .errors import GraphAPIError, GraphTransportError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Codes for which the same request may succeed later: 1 unknown API error,
+#: 2 service temporarily unavailable, 4 application rate limit, 17 and 341
+#: Graph API user/application limits, 80007 WhatsApp Business Account rate
+#: limit, 130429 throughput limit, 131000 something went wrong, 131016 service
+#: unavailable, 131057 account in maintenance mode, 133004 server temporarily
+#: unavailable.
+TRANSIENT_CODES = frozenset({1, 2, 4, 17, 341, 80007, 130429, 131000, 131016, 131057, 133004})
+#: Pair rate limit: too many messages from this number to the same user.
+PAIR_RATE_CODE = 131056
+#: Codes that are certainly permanent (not exhaustive: every code that is not
+#: transient is treated as permanent). 100 invalid parameter, 131008 required
+#: parameter missing, 131009 parameter value invalid, 131026 message
+#: undeliverable, 131031 account locked, 131047 outside the 24-hour customer
+#: service window, 131051 unsupported message type, 190 access token expired
+#: or invalid, 368 temporarily blocked for policy violations, 10 and 200-299
+#: permissions.
+PERMANENT_CODES = frozenset(
+    {3, 10, 100, 190, 200, 368, 131005, 131008, 131009, 131021, 131026, 131031, 131047, 131051}
+)
+
+
+class Verdict(str, enum.Enum):
+    """What to do after a failed request."""
+
+    #: Send it again after a backoff.
+    RETRY = "retry"
+    #: Send it again once the recipient's pair rate limit has cooled down.
+    RECIPIENT = "recipient"
+    #: Do not send it again: it would fail the same way.
+    PERMANENT = "permanent"
+    #: It may have been delivered; sending again could duplicate it.
+    UNCERTAIN = "uncertain"
+
+
+def classify(error: GraphAPIError) -> Verdict:
+    """Decide whether ``error`` may be retried, by Meta's code first."""
+    if isinstance(error, GraphTransportError):
+        return Verdict.UNCERTAIN if error.request_sent else Verdict.RETRY
+    if error.code == PAIR_RATE_CODE:
+        return Verdict.RECIPIENT
+    if error.code in TRANSIENT_CODES:
+        return Verdict.RETRY
+    if error.code is not None and error.code in PERMANENT_CODES:
+        return Verdict.PERMANENT
+    status = error.http_status or 0
+    if status >= 500 or (status == 429 and error.code is None):
+        return Verdict.RETRY
+    return Verdict.PERMANENT
+
+
+def is_retryable(error: GraphAPIError) -> bool:
+    """True when sending the same request again may succeed."""
+    return classify(error) in (Verdict.RETRY, Verdict.RECIPIENT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How many times, and how patiently, a failed request is sent again.
+
+    ``attempts`` counts every try, the first one included; ``total_time`` caps
+    the seconds all tries and waits of one request may take together (a wait
+    that would end past it is not started). The wait before try ``n + 1`` is
+    ``base_delay * 2 ** (n - 1)``, at most ``max_delay``, of which a random
+    half is jitter; a ``Retry-After`` header replaces it. After error 131056
+    the recipient is held back ``pair_rate_delay`` seconds (or ``Retry-After``).
+    """
+
+    attempts: int = DEFAULT_RETRY_ATTEMPTS
+    total_time: float = DEFAULT_RETRY_TOTAL_TIME
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    pair_rate_delay: float = 6.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("RetryPolicy.attempts must be at least 1 (1 means no retry)")
+        if self.total_time < 0 or self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("RetryPolicy times must not be negative")
+
+    def backoff(self, attempt: int, rand: float) -> float:
+        """Seconds to wait after failed try number ``attempt`` (1-based); ``rand`` in [0, 1)."""
+        ceiling: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return ceiling / 2 + ceiling / 2 * rand
+
+
+#: A policy that never retries.
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+@dataclass(slots=True)
+class RecipientPacer:
+    """Remembers recipients hit by the pair rate limit, and until when to wait.
+
+    Thread-safe. Only the recipient that was refused waits; sends to everyone
+    else go on.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    _not_before: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hold(self, recipient: str, seconds: float) -> None:
+        """Make sends to ``recipient`` wait ``seconds`` from now."""
+        now = self.clock()
+        with self._lock:
+            for key in [k for k, until in self._not_before.items() if until <= now]:
+                del self._not_before[key]  # keep the table as small as the set of held users
+            self._not_before[recipient] = max(self._not_before.get(recipient, 0.0), now + seconds)
+
+    def wait_time(self, recipient: str) -> float:
+        """Seconds left before ``recipient`` may be sent to (0 when free)."""
+        with self._lock:
+            until = self._not_before.get(recipient)
+        return max(0.0, until - self.clock()) if until is not None else 0.0
+
+
+class Retrier:
+    """Runs a request under a :class:`RetryPolicy`.
+
+    ``sleep``, ``clock`` and ``rand`` (uniform in [0, 1), for the jitter) are
+    injectable for tests.
+    """
+
+    def __init__(
+        self,
+        policy: RetryPolicy | None = None,
+        *,
+        pacer: RecipientPacer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.policy = policy if policy is not None else RetryPolicy()
+        self.pacer = pacer if pacer is not None else RecipientPacer(clock=clock)
+        self._sleep = sleep
+        self._clock = clock
+        self._random = rand
+
+    def __repr__(self) -> str:
+        return f"Retrier({self.policy!r})"
+
+    def call(self, send: Callable[[], T], *, recipient: str | None = None) -> T:
+        """Return ``send()``, trying again while the error says a retry may help.
+
+        The last error is raised when the policy gives up or the error is
+        permanent or uncertain.
+        """
+        policy = self.policy
+        deadline = self._clock() + policy.total_time
+        attempt = 0
+        while True:
+            attempt += 1
+            if recipient is not None:
+                held = self.pacer.wait_time(recipient)
+                if held > 0:
+                    if self._clock() + held > deadline:
+                        raise GraphAPIError(
+                            "recipient still held back by the pair rate limit (131056) "
+                            "when the retry time ran out",
+                            code=PAIR_RATE_CODE,
+                        )
+                    self._sleep(held)
+            try:
+                return send()
+            except GraphAPIError as error:
+                verdict = classify(error)
+                if verdict in (Verdict.PERMANENT, Verdict.UNCERTAIN):
+                    raise
+                if attempt >= policy.attempts:
+                    logger.warning("giving up after %d attempt(s): %s", attempt, error)
+                    raise
+                delay = self._delay(verdict, attempt, error)
+                if self._clock() + delay > deadline:
+                    logger.warning(
+                        "giving up after %d attempt(s): the next wait (%.2fs) would pass the "
+                        "retry time limit: %s",
+                        attempt,
+                        delay,
+                        error,
+                    )
+                    raise
+                logger.info(
+                    "Graph API call failed (%s); attempt %d of %d in %.2fs",
+                    _short(error),
+                    attempt + 1,
+                    policy.attempts,
+                    delay,
+                )
+                if verdict is Verdict.RECIPIENT and recipient is not None:
+                    self.pacer.hold(recipient, delay)  # slept at the top of the loop
+                else:
+                    self._sleep(delay)
+
+    def _delay(self, verdict: Verdict, attempt: int, error: GraphAPIError) -> float:
+        if error.retry_after is not None and error.retry_after >= 0:
+            return error.retry_after
+        if verdict is Verdict.RECIPIENT:
+            return self.policy.pair_rate_delay
+        return self.policy.backoff(attempt, self._random())
+
+
+def _short(error: GraphAPIError) -> str:
+    if error.code is not None:
+        return f"code {error.code}"
+    if error.http_status is not None:
+        return f"HTTP {error.http_status}"
+    return type(error).__name__
