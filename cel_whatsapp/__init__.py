@@ -10,6 +10,8 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from .connector import WhatsappConnector, whatsapp_blueprint
+from .dedup import InMemoryStore, RedisStore, Store
+from .dispatch import BackgroundDispatcher, InlineDispatcher
 from .errors import (
     CelWhatsappError,
     ConfigurationError,
@@ -38,6 +40,7 @@ from .replies import (
     Text,
     Video,
 )
+from .retry import RetryPolicy
 from .signature import SignatureError
 from .streaming import StreamMode
 
@@ -50,6 +53,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Audio",
+    "BackgroundDispatcher",
     "Button",
     "Buttons",
     "CelWhatsappError",
@@ -61,17 +65,22 @@ __all__ = [
     "GraphAPIError",
     "GraphTransportError",
     "Image",
+    "InMemoryStore",
+    "InlineDispatcher",
     "Lead",
     "ListMenu",
     "Location",
     "Message",
     "PayloadError",
     "React",
+    "RedisStore",
     "Reply",
+    "RetryPolicy",
     "Row",
     "Section",
     "SignatureError",
     "Sticker",
+    "Store",
     "StreamMode",
     "Template",
     "Text",

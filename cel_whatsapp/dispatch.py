@@ -344,11 +344,13 @@ class BackgroundDispatcher(Dispatcher):
         with self._cond:
             for item in items:
                 heapq.heappush(self._queues.setdefault(item.lead, []), item)
-                if item.lead not in self._busy:
-                    if self._leases is None or item.member is None:
-                        self._grant_head(item.lead)
+            # Only once the whole batch is queued, so its earliest message goes first.
+            for lead in dict.fromkeys(item.lead for item in items):
+                if lead not in self._busy:
+                    if self._leases is None or self._queues[lead][0].member is None:
+                        self._grant_head(lead)
                     else:
-                        self._waiting.add(item.lead)
+                        self._waiting.add(lead)
             self._cond.notify_all()
         if self._leases is not None:
             self._wake.set()

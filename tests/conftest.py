@@ -100,3 +100,22 @@ def post_webhook(
     all_headers = signed_headers(raw, secret)
     all_headers.update(headers or {})
     return client.post(path, data=raw, headers=all_headers)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server started for this test session (skipped when not installed)."""
+    from .components import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[Any]:
+    """A client of that server, emptied for each test."""
+    redis = pytest.importorskip("redis", reason='needs the redis package: pip install -e ".[test]"')
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()

@@ -1,0 +1,203 @@
+"""Deduplication: stores, and the webhook answering each message once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from cel_whatsapp import InMemoryStore, Message, RedisStore, Store
+from cel_whatsapp.dedup import StoreError, message_key, safe_key, status_key
+from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message, text_webhook
+from cel_whatsapp.testing.webhooks import change_value
+
+from .conftest import MakeConnector, make_app, post_webhook
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_in_memory_claim_is_check_and_set() -> None:
+    store = InMemoryStore()
+    assert isinstance(store, Store)
+    assert store.claim("a") is True
+    assert store.claim("a") is False
+    assert store.claim("b") is True
+    store.release("a")
+    assert store.claim("a") is True
+    store.release("never-claimed")  # no error
+    assert len(store) == 2
+
+
+def test_in_memory_keys_expire_after_ttl() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(ttl=60, clock=clock)
+    assert store.claim("k")
+    clock.now += 59.9
+    assert not store.claim("k")
+    clock.now += 0.2
+    assert store.claim("k")  # the first claim expired; this one is new
+
+
+def test_default_ttl_is_meta_redelivery_window() -> None:
+    assert InMemoryStore().ttl == 7 * 24 * 3600
+
+
+def test_in_memory_is_bounded_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    store = InMemoryStore(max_entries=3)
+    with caplog.at_level(logging.WARNING, logger="cel_whatsapp"):
+        for key in "abcde":
+            assert store.claim(key)
+    assert len(store) == 3
+    assert store.claim("a")  # the oldest were forgotten first
+    assert not store.claim("e")
+    assert caplog.text.count("InMemoryStore is full") == 1
+
+
+def test_in_memory_claim_is_atomic_across_threads() -> None:
+    store = InMemoryStore()
+    barrier = threading.Barrier(16)
+    wins: list[bool] = []
+    lock = threading.Lock()
+
+    def race() -> None:
+        barrier.wait()
+        for index in range(200):
+            won = store.claim(f"key-{index}")
+            with lock:
+                wins.append(won)
+
+    threads = [threading.Thread(target=race) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wins.count(True) == 200
+    assert len(wins) == 16 * 200
+
+
+def test_invalid_store_settings() -> None:
+    with pytest.raises(ValueError):
+        InMemoryStore(ttl=0)
+    with pytest.raises(ValueError):
+        InMemoryStore(max_entries=0)
+    with pytest.raises(ValueError):
+        RedisStore(object(), ttl=0)
+
+
+def test_keys_are_bounded_whatever_the_id() -> None:
+    assert safe_key("wamid.HBgL") == "wamid.HBgL"
+    for hostile in ("x" * 10_000, "wamid.\u202eevil", "\ud800", "a\nb", "é"):
+        key = safe_key(hostile)
+        assert key.startswith("sha256:") and len(key) == 7 + 64
+    assert message_key("123", "wamid.A") == "msg:123:wamid.A"
+    assert status_key("123", "wamid.A", "read") != status_key("123", "wamid.A", "delivered")
+
+
+def _counting_client(make_connector: MakeConnector, **kwargs: object):  # type: ignore[no-untyped-def]
+    calls: list[str] = []
+
+    def assistant(message: Message) -> str:
+        calls.append(message.id)
+        return f"re: {message.text}"
+
+    connector = make_connector(assistant, **kwargs)
+    return make_app(connector).test_client(), calls, connector
+
+
+def test_redelivered_webhook_is_answered_once(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    client, calls, _ = _counting_client(make_connector)
+    body = text_webhook("hello", id="wamid.ONCE")
+    for _ in range(3):
+        assert post_webhook(client, body).status_code == 200
+    assert calls == ["wamid.ONCE"]
+    assert graph.sent_texts() == ["re: hello"]
+
+
+def test_duplicate_inside_one_batch_is_answered_once(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    client, calls, _ = _counting_client(make_connector)
+    message = text_message("twice", id="wamid.DUP")
+    other = text_message("other", id="wamid.OTHER")
+    body = envelope(change_value([message, other]), change_value([message]))
+    assert post_webhook(client, body).status_code == 200
+    assert calls == ["wamid.DUP", "wamid.OTHER"]
+
+
+def test_partly_new_redelivery_answers_only_the_new_message(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    client, calls, _ = _counting_client(make_connector)
+    first = text_message("first", id="wamid.1")
+    second = text_message("second", id="wamid.2")
+    post_webhook(client, envelope(change_value([first])))
+    post_webhook(client, envelope(change_value([first, second])))
+    assert calls == ["wamid.1", "wamid.2"]
+
+
+def test_same_store_shared_by_two_connectors_answers_once(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    store = InMemoryStore()
+    client_a, calls_a, _ = _counting_client(make_connector, store=store)
+    client_b, calls_b, _ = _counting_client(make_connector, store=store)
+    body = text_webhook("hi", id="wamid.SHARED")
+    post_webhook(client_a, body)
+    post_webhook(client_b, body)
+    assert calls_a + calls_b == ["wamid.SHARED"]
+
+
+class FlakyStore:
+    """A store whose backend fails after ``good`` claims (stands in for a Redis outage)."""
+
+    def __init__(self, good: int) -> None:
+        self.inner = InMemoryStore()
+        self.good = good
+        self.released: list[str] = []
+
+    def claim(self, key: str) -> bool:
+        if self.good <= 0:
+            raise StoreError("could not reach the store")
+        self.good -= 1
+        return self.inner.claim(key)
+
+    def release(self, key: str) -> None:
+        self.released.append(key)
+        self.inner.release(key)
+
+
+def test_store_outage_answers_503_and_gives_back_claims(
+    make_connector: MakeConnector, graph: FakeGraphAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore(good=1)
+    client, calls, _ = _counting_client(make_connector, store=store)
+    body = envelope(
+        change_value([text_message("a", id="wamid.A"), text_message("b", id="wamid.B")])
+    )
+    with caplog.at_level(logging.ERROR, logger="cel_whatsapp"):
+        response = post_webhook(client, body)
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "temporarily unable to accept updates"}
+    assert calls == []
+    assert store.released == [message_key("106540352242922", "wamid.A")]
+    assert "503" in caplog.text
+    store.good = 10  # the store is back: Meta's redelivery is answered whole
+    assert post_webhook(client, body).status_code == 200
+    assert calls == ["wamid.A", "wamid.B"]
+
+
+def test_redis_store_from_url_needs_no_server_until_used() -> None:
+    pytest.importorskip("redis")
+    store = RedisStore.from_url("redis://:hunter2-password@127.0.0.1:1/0", ttl=10)
+    assert "hunter2" not in repr(store)
+    with pytest.raises(StoreError):
+        store.claim("x")  # nothing listens on port 1
