@@ -69,7 +69,7 @@ def redis_server(directory: Path) -> Iterator[str]:
     executable = require("redis-server", "needed for RedisStore and cross-worker ordering")
     port = free_port()
     log = (directory / "redis.log").open("wb")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
         [
             executable,
             "--port",
@@ -111,7 +111,7 @@ def gunicorn(
     full_env = {**os.environ, **env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)}
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
     log = log_path.open("wb")
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - a fixed argv, no shell
         [
             sys.executable,
             "-m",
