@@ -7,6 +7,7 @@ it fails instead.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -51,6 +52,22 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) -
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+def wait_for_app(port: int, timeout: float) -> None:
+    """Until a worker answers the webhook's GET (403 without a verify token)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", "/whatsapp")
+            if connection.getresponse().status == 403:
+                return
+        except OSError:
+            time.sleep(0.1)
+        finally:
+            connection.close()
+    raise RuntimeError(f"the app on 127.0.0.1:{port} did not answer within {timeout}s")
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -129,6 +146,7 @@ def gunicorn(
     )
     try:
         wait_for_port(port, 30, process)
+        wait_for_app(port, 30)
         yield f"http://127.0.0.1:{port}", process
     finally:
         stop(process, timeout=60)
