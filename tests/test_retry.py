@@ -320,3 +320,14 @@ def test_retries_run_in_parallel_threads_safely(graph: FakeGraphAPI) -> None:
         thread.join()
     assert len(results) == 4
     assert len(graph.requests) == 12
+
+
+def test_recipient_held_past_the_time_limit_gives_up_without_sending() -> None:
+    script = Script()
+    retrier = script.retrier(total_time=10.0)
+    retrier.pacer.hold("111", 60.0)
+    with pytest.raises(GraphAPIError) as info:
+        retrier.call(script, recipient="111")
+    assert info.value.code == 131056
+    assert script.calls == 0 and script.sleeps == []
+    assert retrier.call(script, recipient="222") == "ok"  # other users are not held
