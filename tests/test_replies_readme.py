@@ -32,10 +32,11 @@ def _pizzeria(graph: FakeGraphAPI) -> tuple[dict[str, Any], Flask]:
 
 
 def test_the_pizzeria_uses_buttons_a_list_and_an_image(graph: FakeGraphAPI) -> None:
-    _, app = _pizzeria(graph)
+    namespace, app = _pizzeria(graph)
     client = app.test_client()
     for said in ("hello", "See the menu", "Margherita"):
         assert post_webhook(client, text_webhook(said)).status_code == 200
+    assert namespace["whatsapp"].drain(10)  # the README's connector answers in the background
     kinds = [
         r.json["interactive"]["type"] if r.json["type"] == "interactive" else r.json["type"]
         for r in graph.sent()
