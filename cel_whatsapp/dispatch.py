@@ -400,7 +400,10 @@ class BackgroundDispatcher(Dispatcher):
                 self._threads.append(thread)
             if self._leases is not None:
                 turns = threading.Thread(
-                    target=self._turn_loop, name=f"{self.name}-turns", daemon=True
+                    target=self._turn_loop,
+                    args=(self._leases,),
+                    name=f"{self.name}-turns",
+                    daemon=True,
                 )
                 turns.start()
                 self._threads.append(turns)
@@ -454,9 +457,8 @@ class BackgroundDispatcher(Dispatcher):
                 self._queues.pop(item.lead, None)
             self._cond.notify_all()
 
-    def _turn_loop(self) -> None:
-        leases = self._leases
-        assert leases is not None  # noqa: S101 - started only with leases
+    def _turn_loop(self, leases: RedisLeases) -> None:
+        """Ask Redis, for each waiting lead, whether its turn came; keep leases alive."""
         beat_every = leases.ttl_ms / 3000
         next_beat = time.monotonic() + beat_every
         while True:

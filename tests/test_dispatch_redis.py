@@ -11,13 +11,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
-from cel_whatsapp import BackgroundDispatcher, Message, RedisStore
+from cel_whatsapp import BackgroundDispatcher, Lead, Message, RedisStore
 from cel_whatsapp.dispatch import lead_key
 from cel_whatsapp.testing import FakeGraphAPI, text_webhook
 from cel_whatsapp.testing.webhooks import DEFAULT_PHONE_NUMBER_ID
@@ -25,12 +26,13 @@ from cel_whatsapp.testing.webhooks import DEFAULT_PHONE_NUMBER_ID
 from .conftest import MakeConnector, make_app, post_webhook
 
 SENDER = "16315550000"
+#: The lead's key in Redis, as the dispatcher computes it.
 LEAD = lead_key(
     Message(
-        id="x",
-        lead=__import__("cel_whatsapp").Lead(id=SENDER, phone_number_id=DEFAULT_PHONE_NUMBER_ID),
+        id="wamid.ANY",
+        lead=Lead(id=SENDER, phone_number_id=DEFAULT_PHONE_NUMBER_ID),
         text=None,
-        date=__import__("datetime").datetime.now(),
+        date=datetime.now(timezone.utc),
         type="text",
     )
 )
