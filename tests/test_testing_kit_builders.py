@@ -12,7 +12,8 @@ from flask import Flask
 from cel_whatsapp import WhatsappConnector
 from cel_whatsapp.parsing import parse_webhook
 from cel_whatsapp.signature import verify
-from cel_whatsapp.testing import WhatsappTestClient, webhooks as w
+from cel_whatsapp.testing import WhatsappTestClient
+from cel_whatsapp.testing import webhooks as w
 
 PHONE_ID = w.DEFAULT_PHONE_NUMBER_ID
 
