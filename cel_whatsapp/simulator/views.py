@@ -89,7 +89,9 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
 
     @blueprint.get("/sim/api/events")
     def events() -> Response:
-        wait = LONG_POLL_SECONDS if long_polling() else 0.0
+        waiting_allowed = long_polling()
+        # A page that does not know the conversation yet gets an answer at once.
+        wait = LONG_POLL_SECONDS if waiting_allowed and request.args.get("epoch") else 0.0
         params = {
             "after": request.args.get("after", "0"),
             "epoch": request.args.get("epoch", ""),
@@ -105,7 +107,7 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
         if hub_response.status_code != 200:
             return forward(hub_response)
         data = hub_response.json()
-        data["poll_ms"] = 0 if wait else SHORT_POLL_MS
+        data["poll_ms"] = 0 if waiting_allowed else SHORT_POLL_MS
         return Response(json.dumps(data), mimetype="application/json")
 
     @blueprint.post("/sim/api/messages")
