@@ -68,7 +68,7 @@ def sample_bot(tmp_path: Path) -> Iterator[str]:
     }
     env.update({"PORT": str(port), "PYTHONPATH": str(ROOT)})
     log = (tmp_path / "sample_app.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    process = subprocess.Popen(
         [sys.executable, "-m", "sample_app"],
         cwd=ROOT,
         env=env,

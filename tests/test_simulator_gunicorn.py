@@ -45,7 +45,7 @@ class Gunicorn:
             and not k.lower().endswith("_proxy")
         }
         env["PYTHONPATH"] = str(ROOT)
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and config
             [
                 sys.executable,
