@@ -400,3 +400,22 @@ def test_processes_share_one_hub_and_revive_it() -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_readme_simulator_example_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", readme)
+    [block] = [b for b in blocks if "Simulator(app" in b]
+    monkeypatch.setenv("SIMULATOR", "1")
+    monkeypatch.delenv("SERVER_SOFTWARE", raising=False)
+    namespace: dict[str, Any] = {"__name__": "readme_example", "my_assistant": lambda m: "hi"}
+    exec(compile(re.sub(r"^   ", "", block, flags=re.M), "README.rst", "exec"), namespace)  # noqa: S102
+    app = namespace["app"]
+    try:
+        assert app.test_client().get("/").status_code == 200
+        assert app.config["WHATSAPP_BASE_URL"] == Simulator.hub_of(app).base_url  # type: ignore[union-attr]
+    finally:
+        Simulator.hub_of(app).stop()  # type: ignore[union-attr]

@@ -112,3 +112,20 @@ def test_plugin_is_registered_for_a_users_project(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_readme_example_runs_as_written(whatsapp: WhatsappTestClient, monkeypatch) -> None:
+    """The README's ten-line test, with a stand-in for the user's project."""
+    import re
+    import types
+
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", readme)
+    [block] = [b for b in blocks if "def test_bot_answers(whatsapp)" in b]
+    project = types.ModuleType("myproject")
+    project.create_app = create_app  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "myproject", project)
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+    exec(compile(textwrap.dedent(block), "README.rst", "exec"), namespace)  # noqa: S102 - our README
+    namespace["test_bot_answers"](whatsapp)  # type: ignore[operator]
+    assert whatsapp.sent_texts() == ["You said: hello"]
