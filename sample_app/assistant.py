@@ -22,10 +22,24 @@ from typing import Any
 
 import requests
 
-from cel_whatsapp import Message, Reply
+from cel_whatsapp import (
+    Audio,
+    Button,
+    Buttons,
+    Document,
+    Image,
+    ListMenu,
+    Location,
+    Message,
+    React,
+    Reply,
+    Row,
+    Section,
+    Sticker,
+    Video,
+)
 from cel_whatsapp.responder import Assistant, AssistantResult
 
-from . import rich
 from .llm import ChatModel, Conversations
 
 logger = logging.getLogger(__name__)
@@ -133,9 +147,13 @@ def _menu(message: Message) -> Iterator[str | Reply]:
     name = message.lead.name or "there"
     yield f"Hi {name}! I am the cel_whatsapp demo bot. "
     yield "Pick something to try:"
-    yield rich.buttons(
+    yield Buttons(
         "Each button sends a button_reply webhook back to me.",
-        [("story", "Stream a story"), ("topics", "Show a list"), ("picture", "Send a picture")],
+        [
+            Button("story", "Stream a story"),
+            Button("topics", "Show a list"),
+            Button("picture", "Send a picture"),
+        ],
         header="What can I show you?",
         footer="Or send a photo or a location",
     )
@@ -160,23 +178,18 @@ def _on_choice(
             pace,
         )
     if choice_id == "topics":
-        return rich.list_menu(
+        library = [Row(key, title, about) for key, (title, about, _) in TOPICS.items()]
+        return ListMenu(
             "What would you like to know about?",
             "Topics",
-            [
-                (
-                    "The library",
-                    [(key, t, d) for key, (t, d, _) in TOPICS.items() if key != "topic:simulator"],
-                ),
-                ("This page", [("topic:simulator", *TOPICS["topic:simulator"][:2])]),
-            ],
+            [Section("The library", library[:-1]), Section("This page", library[-1:])],
             header="Topics",
         )
     if choice_id == "picture":
         link = picture_url()
         if not link:
             return "I do not know my own address yet; open the page and try again."
-        return rich.media("image", link=link, caption="An image sent by link.")
+        return Image(link=link, caption="An image sent by link.")
     if choice_id in TOPICS:
         return _paced([*TOPICS[choice_id][2], "Type *menu* to go back."], pace)
     return f"You picked “{title}” ({choice_id}). Type *menu* to see the menu."
@@ -186,16 +199,23 @@ def _echo_media(message: Message, media: Mapping[str, Any]) -> Iterator[str | Re
     kind = message.type
     media_id = media.get("id")
     size_hint = media.get("mime_type") or "unknown type"
-    yield rich.react(message.id, "\N{THUMBS UP SIGN}")
+    yield React("\N{THUMBS UP SIGN}")  # no message_id: the message being answered
     label = "voice note" if kind == "audio" and media.get("voice") else kind
     yield f"Got your {label} ({size_hint}). Here it is back:"
     if media_id:
-        yield rich.media(
-            kind,
-            media_id=str(media_id),
-            caption=f"Your {label}, echoed by media id",
-            filename=media.get("filename"),
-        )
+        yield _same_media(kind, str(media_id), f"Your {label}, echoed by media id", media)
+
+
+def _same_media(kind: str, media_id: str, caption: str, media: Mapping[str, Any]) -> Reply:
+    if kind == "image":
+        return Image(media_id=media_id, caption=caption)
+    if kind == "video":
+        return Video(media_id=media_id, caption=caption)
+    if kind == "audio":
+        return Audio(media_id=media_id, voice=bool(media.get("voice")))
+    if kind == "document":
+        return Document(media_id=media_id, caption=caption, filename=media.get("filename"))
+    return Sticker(media_id=media_id)
 
 
 def _echo_location(place: Mapping[str, Any]) -> Iterator[str | Reply]:
@@ -206,7 +226,7 @@ def _echo_location(place: Mapping[str, Any]) -> Iterator[str | Reply]:
     where = place.get("name") or "there"
     yield f"You are at {latitude:.4f}, {longitude:.4f} ({where}). "
     yield "Here is the same pin:"
-    yield rich.location(
+    yield Location(
         latitude, longitude, name=place.get("name") or "Your location", address=place.get("address")
     )
 

@@ -7,9 +7,10 @@ HTTP server on 127.0.0.1, in its own threads) that in addition
   HTTP, as Meta does, and reports ``sent``/``delivered``/``read`` statuses;
 - keeps an :class:`~cel_whatsapp.simulator.events.EventFeed` of the
   conversation (user messages, bot sends, read receipts, typing) for the page;
-- stores media: files the user sends, files the bot uploads
-  (``POST /{phone-number-id}/media``), served back through the Graph API's
-  media endpoints (``GET /{media-id}``, then the download URL with the token).
+- stores the files the user sends and serves them, and the files the bot
+  uploads (``POST /{phone-number-id}/media``, the base fake's endpoint),
+  through the Graph API's media endpoints (``GET /{media-id}``, then the
+  download URL with the token) and to the page.
 
 Its own endpoints live under ``/_simulator/`` and need the same bearer token.
 Because the hub serves from its own threads, a bot that sends its replies
@@ -19,6 +20,7 @@ even under a single synchronous gunicorn worker.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -43,7 +45,7 @@ from ..testing.webhooks import (
 from . import events as ev
 from .delivery import DeliveryResult, WebhookSender
 from .events import EventFeed
-from .media import MAX_MEDIA_BYTES, MediaStore, parse_multipart
+from .media import MAX_MEDIA_BYTES, MediaStore, StoredMedia
 
 logger = logging.getLogger(__name__)
 
@@ -203,18 +205,41 @@ class SimulatorHub(FakeGraphAPI):
         return status_code, body, headers
 
     def _media_route(self, request: RecordedRequest) -> Callable[[], Answer] | None:
+        # Uploads (POST /{phone-number-id}/media) are the base fake's; lookups and
+        # deletes of the media this hub knows are answered here.
         parts = [p for p in urlsplit(request.path).path.split("/") if p]
-        if not parts or parts[0] != self.api_version:
+        if len(parts) != 2 or parts[0] != self.api_version:
             return None
-        parts = parts[1:]
-        if request.method == "POST" and len(parts) == 2 and parts[1] == "media":
-            return lambda: self._upload_media(request)
-        if len(parts) == 1 and self.media.get(parts[0]) is not None:
-            if request.method == "GET":
-                return lambda: self._media_url(parts[0])
-            if request.method == "DELETE":
-                return lambda: (200, {"success": self.media.delete(parts[0])}, {})
+        media_id = parts[1]
+        if self.find_media(media_id) is None:
+            return None
+        if request.method == "GET":
+            return lambda: self._media_url(media_id)
+        if request.method == "DELETE":
+            return lambda: (200, {"success": self._delete_media(media_id)}, {})
         return None
+
+    def find_media(self, media_id: str) -> StoredMedia | None:
+        """A file the user sent, or one the bot uploaded, by media id."""
+        item = self.media.get(media_id)
+        if item is not None:
+            return item
+        with self._lock:
+            upload = self.uploads.get(media_id)
+        if upload is None:
+            return None
+        return StoredMedia(
+            id=media_id,
+            content=upload.data,
+            mime_type=upload.mime_type,
+            sha256=hashlib.sha256(upload.data).hexdigest(),
+            filename=upload.filename,
+        )
+
+    def _delete_media(self, media_id: str) -> bool:
+        with self._lock:
+            uploaded = self.uploads.pop(media_id, None) is not None
+        return self.media.delete(media_id) or uploaded
 
     def _guarded(self, request: RecordedRequest, route: Callable[[], Answer]) -> Answer:
         # Recorded, failable and token-checked like every other Graph request.
@@ -228,36 +253,8 @@ class SimulatorHub(FakeGraphAPI):
             return 401, _graph_error(190, "Invalid OAuth access token.", "OAuthException"), {}
         return route()
 
-    def _upload_media(self, request: RecordedRequest) -> Answer:
-        try:
-            fields = parse_multipart(request.headers.get("content-type", ""), request.body)
-        except ValueError as exc:
-            return 400, _graph_error(100, f"(#100) {exc}", "OAuthException"), {}
-        if "messaging_product" not in fields or fields["messaging_product"].text != "whatsapp":
-            message = "(#100) The parameter messaging_product is required."
-            return 400, _graph_error(100, message, "OAuthException"), {}
-        file = fields.get("file")
-        if file is None or not file.data:
-            return (
-                400,
-                _graph_error(100, "(#100) The parameter file is required.", "OAuthException"),
-                {},
-            )
-        mime_type = (fields["type"].text if "type" in fields else None) or file.content_type
-        if not mime_type:
-            return (
-                400,
-                _graph_error(100, "(#100) The parameter type is required.", "OAuthException"),
-                {},
-            )
-        try:
-            item = self.media.put(file.data, mime_type, file.filename)
-        except ValueError as exc:
-            return 400, _graph_error(131053, f"Media upload error: {exc}", "OAuthException"), {}
-        return 200, {"id": item.id}, {}
-
     def _media_url(self, media_id: str) -> Answer:
-        item = self.media.get(media_id)
+        item = self.find_media(media_id)
         if item is None:
             return 404, _graph_error(100, "(#100) Unknown media id", "GraphMethodException"), {}
         return (
@@ -393,7 +390,7 @@ class SimulatorHub(FakeGraphAPI):
         return _json(200, {"epoch": self.feed.epoch, "events": found, "last": last})
 
     def _download(self, media_id: str) -> RawAnswer:
-        item = self.media.get(media_id)
+        item = self.find_media(media_id)
         if item is None:
             return _json(404, {"error": "no such media"})
         headers = {"Cache-Control": "private, max-age=3600"}

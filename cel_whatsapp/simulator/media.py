@@ -1,13 +1,7 @@
-"""Media the simulator holds: files the user sends and files the bot uploads.
-
-Also the small multipart/form-data reader the fake media-upload endpoint
-needs (the standard library's ``email`` package does the parsing).
-"""
+"""Media the simulator holds: the files the simulated user sends."""
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import hashlib
 import itertools
 import threading
@@ -80,41 +74,3 @@ class MediaStore:
         with self._lock:
             self._items.clear()
             self._total = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FormPart:
-    """One field of a multipart/form-data body."""
-
-    name: str
-    data: bytes
-    filename: str | None = None
-    content_type: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.data.decode("utf-8", errors="replace")
-
-
-def parse_multipart(content_type: str, body: bytes) -> dict[str, FormPart]:
-    """Read a multipart/form-data body into its fields by name.
-
-    Raises ``ValueError`` when the body is not multipart.
-    """
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise ValueError("expected a multipart/form-data body")
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        raise ValueError("the multipart body could not be read (boundary missing?)")
-    parts: dict[str, FormPart] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str):
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        filename = part.get_filename()
-        part_type = part.get_content_type() if part.get("content-type") else None
-        parts[name] = FormPart(name=name, data=data, filename=filename, content_type=part_type)
-    return parts
