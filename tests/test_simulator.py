@@ -32,6 +32,7 @@ class Served:
         self.received = received  # every webhook body the bot got, decoded
         self.session = requests.Session()
         self.session.trust_env = False
+        self.session.headers["X-Simulator-Page"] = "1"  # what the page sends
 
     @property
     def hub(self) -> SimulatorHub:
@@ -327,6 +328,12 @@ def test_other_bad_requests(serve: Callable[..., Served]) -> None:
     assert s.post(f"{base}/sim/api/seen", json={"ids": "nope"}).status_code == 400
     assert s.get(f"{base}/sim/api/media/..%2F..%2Fetc").status_code == 404
     assert s.get(f"{base}/sim/api/media/999").status_code == 404
+    # Posts from anywhere but the page (a cross-site form, say) are refused.
+    assert requests.post(f"{base}/sim/api/clear", timeout=5).status_code == 403
+    forged = requests.post(
+        f"{base}/sim/api/media", files={"file": ("a.png", b"x", "image/png")}, timeout=5
+    )
+    assert forged.status_code == 403
     # The hub itself wants its token.
     assert s.get(f"{served.hub.root_url}/_simulator/events").status_code == 401
 

@@ -68,6 +68,7 @@ class Gunicorn:
         )
         self.session = requests.Session()
         self.session.trust_env = False
+        self.session.headers["X-Simulator-Page"] = "1"
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 LONG_POLL_SECONDS = 20.0
 #: Milliseconds between polls when the server cannot afford waiting requests.
 SHORT_POLL_MS = 350
+#: Header every POST from the page carries. A cross-site form cannot set it
+#: (a custom header forces a CORS preflight, which this API never grants).
+PAGE_HEADER = "X-Simulator-Page"
 #: The longest text a user may type (WhatsApp's own limit is larger; this is plenty).
 MAX_TEXT = 4096
 _MAX_ID = 256
@@ -61,6 +64,12 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
 
     def error(status: int, message: str) -> Response:
         return Response(json.dumps({"error": message}), status, mimetype="application/json")
+
+    @blueprint.before_request
+    def only_from_the_page() -> Response | None:
+        if request.method == "POST" and request.headers.get(PAGE_HEADER) != "1":
+            return error(403, f"requests to the simulator API need the {PAGE_HEADER}: 1 header")
+        return None
 
     def forward(hub_response: Any) -> Response:
         return Response(hub_response.content, hub_response.status_code, mimetype="application/json")

@@ -436,6 +436,7 @@
   }
 
   async function post(path, body) {
+    body.headers = Object.assign({ "X-Simulator-Page": "1" }, body.headers || {});
     const response = await fetch(`${api}/${path}`, body);
     const data = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(data.error || response.statusText);
