@@ -41,9 +41,10 @@ class HubClient:
     ) -> requests.Response:
         """One call to ``/_simulator/{route}``; raises :class:`HubUnavailableError`."""
         kwargs.setdefault("timeout", self.timeout)
+        extra_headers = kwargs.pop("headers", None) or {}
         for attempt in (1, 2):
             settings = self.link.settings
-            headers = {"Authorization": f"Bearer {settings.token}", **kwargs.pop("headers", {})}
+            headers = {"Authorization": f"Bearer {settings.token}", **extra_headers}
             try:
                 return self._session.request(
                     method,
@@ -55,8 +56,7 @@ class HubClient:
             except requests.ConnectionError as exc:
                 if attempt == 2 or not self.link.revive():
                     raise HubUnavailableError(f"the simulator hub does not answer ({exc})") from exc
-                logger.info("simulator: the hub moved to %s", self.link.settings.root_url)
-                kwargs["headers"] = {k: v for k, v in headers.items() if k != "Authorization"}
+                logger.info("simulator: the hub is back at %s", self.link.settings.root_url)
             except requests.Timeout as exc:
                 raise HubUnavailableError("the simulator hub did not answer in time") from exc
         raise AssertionError("unreachable")  # pragma: no cover

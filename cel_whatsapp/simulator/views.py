@@ -44,7 +44,8 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
     blueprint = Blueprint(
         "cel_whatsapp_simulator",
         __name__,
-        static_folder="static",
+        # Not named "static": a folder with an importable name would look like a package.
+        static_folder="page-assets",
         static_url_path="/sim/static",
         url_prefix=simulator.url_prefix or None,
     )
@@ -86,7 +87,7 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
         embedded = json.dumps(page_config).replace("<", "\\u003c")
         html = (
             resources.files(__package__)
-            .joinpath("static")
+            .joinpath("page-assets")
             .joinpath("index.html")
             .read_text(encoding="utf-8")
             .replace("{{STATIC}}", url_for("cel_whatsapp_simulator.static", filename=""))
