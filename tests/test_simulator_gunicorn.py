@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 
 class Gunicorn:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, preload: bool = False) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -59,6 +59,7 @@ class Gunicorn:
                 str(workers),
                 "--worker-class",
                 "sync",
+                *(["--preload"] if preload else []),
                 "sample_app:create_app()",
             ],
             cwd=ROOT,
@@ -125,11 +126,11 @@ class Gunicorn:
 
 
 @pytest.fixture
-def gunicorn() -> Iterator[Callable[[int], Gunicorn]]:
+def gunicorn() -> Iterator[Callable[..., Gunicorn]]:
     started: list[Gunicorn] = []
 
-    def start(workers: int) -> Gunicorn:
-        server = Gunicorn(workers)
+    def start(workers: int, preload: bool = False) -> Gunicorn:
+        server = Gunicorn(workers, preload=preload)
         started.append(server)
         return server
 
@@ -157,11 +158,14 @@ def menu_then_story(server: Gunicorn) -> list[dict[str, Any]]:
     return server.wait(lambda ev: "Type *menu* to go back." in bot_texts(ev))
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("workers", "preload"), [(1, False), (2, False), (2, True)], ids=["1", "2", "2-preload"]
+)
 def test_the_simulator_works_under_sync_workers(
-    gunicorn: Callable[[int], Gunicorn], workers: int
+    gunicorn: Callable[..., Gunicorn], workers: int, preload: bool
 ) -> None:
-    server = gunicorn(workers)
+    # With --preload the app, and so the hub, is created once, in gunicorn's master.
+    server = gunicorn(workers, preload)
     events = menu_then_story(server)
     story = bot_texts(events)[3:]
     assert story[0] == "Here is a story, streamed the way a language model writes."
@@ -172,7 +176,7 @@ def test_the_simulator_works_under_sync_workers(
     assert counts == {len(events)}
 
 
-def test_the_hub_survives_the_death_of_its_worker(gunicorn: Callable[[int], Gunicorn]) -> None:
+def test_the_hub_survives_the_death_of_its_worker(gunicorn: Callable[..., Gunicorn]) -> None:
     server = gunicorn(2)
     menu_then_story(server)
     rendezvous = Path(tempfile.gettempdir()) / (

@@ -118,4 +118,6 @@ class Simulator:
     def hub_of(app: Flask) -> SimulatorHub | None:
         """The hub object when this process hosts it (handy in tests), else ``None``."""
         state: SimulatorState | None = app.extensions.get(EXTENSION_KEY)
-        return state.link.hub if state is not None else None
+        if state is None or not state.link.hosted_here:
+            return None
+        return state.link.hub

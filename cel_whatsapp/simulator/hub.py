@@ -109,7 +109,7 @@ class SimulatorHub(FakeGraphAPI):
         return self
 
     def stop(self) -> None:
-        self.sender.stop()
+        self.sender.stop(timeout=2.0)
         super().stop()
 
     def reset(self) -> None:
@@ -172,6 +172,8 @@ class SimulatorHub(FakeGraphAPI):
             with self._state:
                 if sent is None or message_id in self._read_sent:
                     continue
+                if len(self._read_sent) >= self.max_recorded * 5:
+                    self._read_sent.clear()  # bounded; at worst an old message is read twice
                 self._read_sent.add(message_id)
             if self.statuses and sent["payload"].get("type") != "reaction":
                 self._deliver(self._status_body(message_id, "read", sent["payload"]))

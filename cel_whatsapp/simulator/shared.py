@@ -96,6 +96,7 @@ class HubLink:
         self.share_key = share_key
         self.api_version = api_version
         self.hub: SimulatorHub | None = None
+        self._host_pid = os.getpid()
         if share_key is not None and _can_lock():
             self._path: Path | None = _rendezvous_path(share_key)
         else:
@@ -107,7 +108,8 @@ class HubLink:
 
     @property
     def hosted_here(self) -> bool:
-        return self.hub is not None
+        """Whether this very process serves the hub (not merely inherited it by fork)."""
+        return self.hub is not None and self._host_pid == os.getpid()
 
     def revive(self) -> bool:
         """Make sure a hub answers at the shared address; return whether one does now."""
@@ -120,6 +122,11 @@ class HubLink:
 
     def close(self) -> None:
         """Stop the hub if this process hosts it."""
+        if self.hub is not None and self._host_pid != os.getpid():
+            # A forked child (gunicorn --preload) inherits the object but not the
+            # threads serving it: the hub is still the parent's to stop.
+            self.hub = None
+            return
         if self.hub is not None:
             self.hub.stop()
             self.hub = None
@@ -167,6 +174,7 @@ class HubLink:
             hub = SimulatorHub(port=0, **options)
         hub.start()
         self.hub = hub
+        self._host_pid = os.getpid()
         atexit.register(self.close)
         logger.info("simulator: hub started at %s (pid %d)", hub.root_url, os.getpid())
         return HubSettings(
