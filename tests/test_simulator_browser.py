@@ -182,6 +182,14 @@ def test_chat_in_a_real_browser(sample_bot: str, tmp_path: Path) -> None:
             screenshot = tmp_path / "simulator.png"
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000
+
+            # Clearing starts a new conversation, which goes on working.
+            page.click("#clear")
+            page.wait_for_function("document.querySelectorAll('#messages .msg').length === 0")
+            page.fill("#text", "menu")
+            page.press("#text", "Enter")
+            page.get_by_role("button", name="Send a picture").wait_for(timeout=20_000)
+            assert page.locator("#messages .msg.out").count() == 1
             assert errors == []
         finally:
             browser.close()

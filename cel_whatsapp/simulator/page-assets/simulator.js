@@ -197,7 +197,7 @@
         b.type = "button";
         b.dataset.id = reply.id;
         b.addEventListener("click", () =>
-          send({ type: "button_reply", id: reply.id, title: reply.title, reply_to: id }, reply.title));
+          send({ type: "button_reply", id: reply.id, title: reply.title, reply_to: id }));
         actions.append(b);
       }
     } else if (interactive.type === "list") {
@@ -238,7 +238,7 @@
         if (row.description) b.append(el("span", "small", row.description));
         b.addEventListener("click", () => {
           dialog.close();
-          send({ type: "list_reply", id: row.id, title: row.title, description: row.description, reply_to: id }, row.title);
+          send({ type: "list_reply", id: row.id, title: row.title, description: row.description, reply_to: id });
         });
         holder.append(b);
       }
@@ -417,8 +417,10 @@
         const data = await response.json();
         if (!response.ok) throw new Error(data.error || response.statusText);
         if (data.epoch !== epoch) {
+          // A cleared conversation, or a restarted hub: start over.
           if (epoch) reset();
           epoch = data.epoch;
+          last = 0;
         }
         const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
         for (const event of data.events) {
