@@ -135,6 +135,7 @@ class HubLink:
                     recorded = _read(self._path)
                     if recorded is not None and recorded.get("pid") == os.getpid():
                         self._path.unlink()
+                        self._path.with_suffix(".lock").unlink()
 
     # -- election ---------------------------------------------------------------
 
