@@ -92,7 +92,11 @@ def sample_bot(tmp_path: Path) -> Iterator[str]:
         yield base
     finally:
         process.terminate()
-        process.wait(15)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
         log.close()
 
 

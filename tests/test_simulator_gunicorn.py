@@ -9,6 +9,7 @@ hub comes back on the same port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,6 +67,7 @@ class Gunicorn:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a stuck worker can be ended too
         )
         self.session = requests.Session()
         self.session.trust_env = False
@@ -90,13 +92,18 @@ class Gunicorn:
         return self.log.read().decode("utf-8", "replace")[-5000:]
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
         try:
+            self.process.send_signal(signal.SIGTERM)
             self.process.wait(30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self.log.close()
+            pass
+        finally:
+            # The master is gone (or stuck): end whatever is left of its group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+            self.log.close()
 
     # -- the page's calls ----------------------------------------------------------------
 
@@ -136,7 +143,7 @@ def gunicorn() -> Iterator[Callable[..., Gunicorn]]:
 
     yield start
     for server in started:
-        server.stop()
+        server.stop()  # never raises past its cleanup, so every server is stopped
 
 
 def bot_texts(events: list[dict[str, Any]]) -> list[str]:
