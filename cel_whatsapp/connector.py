@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: ``app.extensions[CONNECTORS_KEY]`` maps blueprint names to their connectors.
+CONNECTORS_KEY = "cel_whatsapp.connectors"
+
 
 class WhatsappConnector:
     """Puts an assistant on WhatsApp through the Cloud API.
@@ -204,6 +207,8 @@ class WhatsappConnector:
         self._configure(app.config)
         handlers: dict[str, WebhookHandler] = app.extensions.setdefault(EXTENSION_KEY, {})
         handlers[state.name] = self._make_handler()
+        # Lets tools (the testing kit, the simulator) find the app's connectors.
+        app.extensions.setdefault(CONNECTORS_KEY, {})[state.name] = self
 
     def _configure(self, app_config: Mapping[str, Any] | None) -> None:
         """Fill missing values from ``app.config`` then the environment; fail if still missing."""

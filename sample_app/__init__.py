@@ -1,57 +1,86 @@
 """A runnable demo bot for cel_whatsapp.
 
-With ``WHATSAPP_TOKEN``, ``WHATSAPP_PHONE_NUMBER_ID``, ``WHATSAPP_VERIFY_TOKEN``
-(and, strongly advised, ``WHATSAPP_APP_SECRET``) in the environment it talks to
-the real WhatsApp Cloud API. Without them it runs on a local fake of the Graph
-API, and ``/`` serves a small page to chat with the bot.
+Without Meta credentials (or with ``SIMULATOR=1``) it runs on the built-in
+simulator: open the app's ``/`` in a browser and chat with the bot, while
+every message still goes through the real webhook, signature check, parsing,
+stream modes and Graph API client. With ``WHATSAPP_TOKEN``,
+``WHATSAPP_PHONE_NUMBER_ID``, ``WHATSAPP_VERIFY_TOKEN`` (and, strongly
+advised, ``WHATSAPP_APP_SECRET``) it talks to the real Cloud API.
+
+Runs under ``python -m sample_app`` and under gunicorn
+(``gunicorn -c sample_app/gunicorn.conf.py "sample_app:create_app()"``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
+from collections.abc import Mapping
 
-from flask import Flask
+from flask import Flask, request, send_from_directory
+from werkzeug.wrappers import Response
 
 from cel_whatsapp import WhatsappConnector
 
-from .assistant import demo_assistant
+from .assistant import make_assistant
+from .llm import ChatModel
 
 logger = logging.getLogger(__name__)
 
 REQUIRED = ("WHATSAPP_TOKEN", "WHATSAPP_PHONE_NUMBER_ID", "WHATSAPP_VERIFY_TOKEN")
+#: ``SIMULATOR=1`` forces the simulator even with credentials set; ``SIMULATOR=0`` forbids it.
+SIMULATOR_ENV = "SIMULATOR"
+PICTURE_PATH = "/demo/picture.png"
+
+
+def wants_simulator(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether to run on the simulator: asked for, or no Meta credentials to run without it."""
+    env = os.environ if environ is None else environ
+    flag = env.get(SIMULATOR_ENV, "").strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    return not all(env.get(key) for key in REQUIRED)
 
 
 def create_app(local: bool | None = None) -> Flask:
-    """Build the demo app; ``local=None`` picks local mode when credentials are missing."""
+    """Build the demo app; ``local=None`` decides with :func:`wants_simulator`."""
     app = Flask(__name__)
     if local is None:
-        local = not all(os.environ.get(key) for key in REQUIRED)
+        local = wants_simulator()
+
+    @app.before_request
+    def remember_public_url() -> None:
+        # The demo sends its picture by link; the first request tells us our address.
+        app.config.setdefault("SAMPLE_APP_URL", request.host_url)
+
+    @app.get(PICTURE_PATH)
+    def picture() -> Response:
+        return send_from_directory(os.path.join(app.root_path, "static"), "picture.png")
+
+    def picture_url() -> str | None:
+        explicit = os.environ.get("DEMO_IMAGE_URL")
+        if explicit:
+            return explicit
+        base = app.config.get("SAMPLE_APP_URL")
+        return f"{base.rstrip('/')}{PICTURE_PATH}" if base else None
+
+    model = ChatModel.from_env()
+    if model is not None:
+        logger.info("streamed answers from %r at %s", model.model, model.base_url)
+
+    if local:
+        from cel_whatsapp.simulator import Simulator
+
+        # Before the connector: the simulator provides the WHATSAPP_* settings it reads.
+        Simulator(app, bot_name="cel_whatsapp demo bot")
     connector = WhatsappConnector(
         stream_mode=os.environ.get("WHATSAPP_STREAM_MODE", "sentence"),
-        assistant=demo_assistant,
-        # The local chat page shows the answer as soon as its POST returns.
-        dispatch="inline" if local else "background",
+        assistant=make_assistant(picture_url=picture_url, model=model),
     )
-    if local:
-        from .local import start_local_graph
-
-        secret = secrets.token_hex(16)
-        graph = start_local_graph()
-        app.config.update(
-            WHATSAPP_TOKEN=graph.token,
-            WHATSAPP_PHONE_NUMBER_ID=graph.phone_number_id,
-            WHATSAPP_VERIFY_TOKEN=secrets.token_hex(8),
-            WHATSAPP_APP_SECRET=secret,
-            WHATSAPP_BASE_URL=graph.fake.base_url,
-        )
-        connector.init_app(app)
-        from .local import chat_blueprint
-
-        app.register_blueprint(chat_blueprint(graph, secret))
-        logger.info("local mode: no Meta credentials, replies go to %s", graph.fake.base_url)
-    else:
-        connector.init_app(app)
+    connector.init_app(app)
     app.extensions["sample_app.connector"] = connector
+    if local:
+        logger.info("simulator mode: no Meta account needed, chat at the site's root /")
     return app

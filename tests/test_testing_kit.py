@@ -1,0 +1,131 @@
+"""The testing kit, used the way a user of the library would use it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from flask import Flask
+
+from cel_whatsapp import Message, WhatsappConnector
+from cel_whatsapp.testing import WhatsappTestClient, image_message, text_message, webhooks
+
+
+def create_app() -> Flask:
+    """A user's app factory: the connector takes its settings from the environment."""
+    app = Flask("users_bot")
+    connector = WhatsappConnector(read_receipts=False)
+
+    @connector.assistant
+    def answer(message: Message) -> str:
+        return f"You said: {message.text}"
+
+    connector.init_app(app)
+    return app
+
+
+# The test a user writes: post a text webhook, assert the reply.
+def test_bot_answers_a_text(whatsapp: WhatsappTestClient) -> None:
+    app = create_app()
+    response = whatsapp.send_text(app, "hello")
+    assert response.status_code == 200
+    assert whatsapp.sent_texts() == ["You said: hello"]
+    assert whatsapp.sent()[0]["to"] == webhooks.DEFAULT_SENDER
+
+
+def test_fixture_exports_settings_pointing_at_the_fake(
+    whatsapp: WhatsappTestClient, monkeypatch
+) -> None:
+    import os
+
+    assert os.environ["WHATSAPP_BASE_URL"] == whatsapp.graph.base_url
+    assert os.environ["WHATSAPP_APP_SECRET"] == whatsapp.app_secret
+    app = create_app()
+    assert whatsapp.verify(app, "42").get_data(as_text=True) == "42"
+    assert whatsapp.verify(app, "42", token="wrong").status_code == 403
+
+
+def test_unsigned_and_badly_signed_posts_are_refused(whatsapp: WhatsappTestClient) -> None:
+    app = create_app()
+    body = webhooks.text_webhook("hi")
+    assert whatsapp.post(app, body, signed=False).status_code == 401
+    forged = {"X-Hub-Signature-256": "sha256=" + "0" * 64}
+    assert whatsapp.post(app, body, headers=forged).status_code == 403
+    assert whatsapp.sent() == []
+
+
+def test_send_builds_any_message_and_scripted_failures_reach_the_app(
+    whatsapp: WhatsappTestClient, caplog
+) -> None:
+    app = create_app()
+    whatsapp.graph.fail_next(status=400, code=131047, message="Re-engagement message")
+    assert whatsapp.send(app, text_message("first", sender="15550001111")).status_code == 200
+    assert "131047" in caplog.text  # the (fake) Graph API refused the reply; the app logged it
+    whatsapp.graph.reset()
+    whatsapp.send(app, image_message(caption="a cat"), text_message("second"))
+    assert whatsapp.sent_types() == ["text", "text"]
+    assert whatsapp.sent_texts()[1] == "You said: second"
+
+
+def test_settle_drains_connectors_that_work_in_the_background(
+    whatsapp: WhatsappTestClient,
+) -> None:
+    calls: list[float] = []
+
+    class BackgroundConnector(WhatsappConnector):
+        def drain(self, timeout: float) -> bool:
+            calls.append(timeout)
+            return True
+
+    app = Flask("bg")
+    BackgroundConnector(assistant=lambda m: "ok", read_receipts=False).init_app(app)
+    whatsapp.send_text(app, "x")
+    assert calls == [whatsapp.settle_timeout]
+
+
+def test_plugin_is_registered_for_a_users_project(tmp_path: Path) -> None:
+    """A fresh project with no conftest gets the fixtures through the pytest11 entry point."""
+    (tmp_path / "test_users_bot.py").write_text(
+        textwrap.dedent(
+            """
+            from flask import Flask
+            from cel_whatsapp import WhatsappConnector
+
+            def test_echo(whatsapp):
+                app = Flask("bot")
+                WhatsappConnector(assistant=lambda m: m.text.upper()).init_app(app)
+                whatsapp.send_text(app, "ping")
+                assert whatsapp.sent_texts() == ["PING"]
+                assert len(whatsapp.read_receipts()) == 1
+            """
+        )
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter and a file we wrote
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def test_readme_example_runs_as_written(whatsapp: WhatsappTestClient, monkeypatch) -> None:
+    """The README's ten-line test, with a stand-in for the user's project."""
+    import re
+    import types
+
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", readme)
+    [block] = [b for b in blocks if "def test_bot_answers(whatsapp)" in b]
+    project = types.ModuleType("myproject")
+    project.create_app = create_app  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "myproject", project)
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+    exec(compile(textwrap.dedent(block), "README.rst", "exec"), namespace)  # noqa: S102 - our README
+    namespace["test_bot_answers"](whatsapp)  # type: ignore[operator]
+    assert whatsapp.sent_texts() == ["You said: hello"]
