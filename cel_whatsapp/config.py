@@ -25,6 +25,8 @@ TEXT_LIMIT: Final = 4096
 DEFAULT_TIMEOUT: Final = (3.05, 20.0)
 #: Meta's webhook payloads stay below 3 MB; a little above that is refused with 413.
 DEFAULT_MAX_BODY_BYTES: Final = 3_500_000
+#: ``download_media`` reads at most this many bytes: WhatsApp's largest media (documents).
+DEFAULT_MEDIA_MAX_BYTES: Final = 100 * 1024 * 1024
 
 # -- reliability: deduplication, background dispatch, retries --------------------
 #: How long a message id is remembered: Meta redelivers an unacknowledged

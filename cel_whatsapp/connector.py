@@ -10,7 +10,7 @@ import requests
 from flask import Blueprint, Flask
 from flask.sansio.blueprints import BlueprintSetupState
 
-from . import config
+from . import config, media
 from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
 from .cli import add_commands
 from .dedup import InMemoryStore, Store
@@ -18,11 +18,20 @@ from .dispatch import Dispatcher, make_dispatcher
 from .errors import ConfigurationError
 from .graph import GraphClient, Timeout
 from .limits import DEFAULT_POLICY, check_policy
-from .model import Lead, Message
+from .media import MediaFile
+from .model import Lead, MediaAttachment, Message
 from .outbox import MediaSource, Outbox
 from .replies import Reply
 from .responder import Assistant, Responder, SendErrorHandler
 from .retry import RetryPolicy
+from .routing import (
+    AssistantTypes,
+    ErrorCallback,
+    MessageCallback,
+    StatusCallback,
+    UpdateCallback,
+    UpdateRouter,
+)
 from .streaming import StreamMode
 from .webhook import VerificationHandler, WebhookHandler
 
@@ -73,6 +82,7 @@ class WhatsappConnector:
         fallback_text: str | None = None,
         retry_attempts: int = config.DEFAULT_RETRY_ATTEMPTS,
         retry_total_time: float = config.DEFAULT_RETRY_TOTAL_TIME,
+        assistant_types: AssistantTypes = None,
         app: Flask | None = None,
     ) -> None:
         self.token = token
@@ -107,6 +117,7 @@ class WhatsappConnector:
         self.fallback_text = fallback_text
         self.retry = RetryPolicy(attempts=retry_attempts, total_time=retry_total_time)
         self.send_error_handler: SendErrorHandler | None = None
+        self._router = UpdateRouter(assistant_types=assistant_types)
         if app is not None:
             self.init_app(app)
 
@@ -178,6 +189,32 @@ class WhatsappConnector:
         With ``dispatch="inline"`` there is never anything pending.
         """
         return self.dispatcher.drain(timeout)
+
+    def on_reaction(self, fn: MessageCallback) -> MessageCallback:
+        """Decorator: ``fn(message)`` for each reaction (``message.reaction``) a user sends."""
+        self._router.on_reaction = fn
+        return fn
+
+    def on_system(self, fn: MessageCallback) -> MessageCallback:
+        """Decorator: ``fn(message)`` for system notices (a user changed number or user id)."""
+        self._router.on_system = fn
+        return fn
+
+    def on_status(self, fn: StatusCallback) -> StatusCallback:
+        """Decorator: ``fn(status_event)`` when a message we sent is sent, delivered, read,
+        played or failed."""
+        self._router.on_status = fn
+        return fn
+
+    def on_error(self, fn: ErrorCallback) -> ErrorCallback:
+        """Decorator: ``fn(webhook_error)`` for account or app errors (``value.errors``)."""
+        self._router.on_error = fn
+        return fn
+
+    def on_update(self, fn: UpdateCallback) -> UpdateCallback:
+        """Decorator: ``fn(update)`` for every parsed message (any type) and status, first."""
+        self._router.on_update = fn
+        return fn
 
     @property
     def blueprint(self) -> Blueprint:
@@ -262,7 +299,7 @@ class WhatsappConnector:
             verify_token=self.verify_token,
             phone_number_id=self.phone_number_id,
             app_secret=self._app_secret or None,
-            on_messages=self._dispatch,
+            on_updates=lambda parsed: self._router.route(parsed, self._dispatch),
             verification_handler=lambda: self.verification_handler,
             store=self.store,
         )
@@ -287,8 +324,8 @@ class WhatsappConnector:
 
     # -- sending outside a webhook ---------------------------------------------------
 
-    def _outbox(self) -> Outbox:
-        """An outbox for proactive sends; settings missing so far come from the environment."""
+    def _read_missing_settings(self) -> None:
+        """Fill settings still missing from the environment (for use outside a registered app)."""
         self.token = self.token or config.lookup(config.TOKEN_KEY)
         if self.phone_number_id is None:
             self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY)
@@ -299,6 +336,10 @@ class WhatsappConnector:
                 self.api_version = config.lookup(config.API_VERSION_KEY)
             if self._explicit_base_url is None:
                 self.base_url = config.lookup(config.BASE_URL_KEY)
+
+    def _outbox(self) -> Outbox:
+        """An outbox for proactive sends; settings missing so far come from the environment."""
+        self._read_missing_settings()
         if not self.phone_number_id:
             key = config.PHONE_NUMBER_ID_KEY
             raise ConfigurationError(
@@ -334,6 +375,23 @@ class WhatsappConnector:
         :class:`~cel_whatsapp.Document` and the other media replies.
         """
         return self._outbox().upload_media(file_or_bytes, mime_type, filename)
+
+    def download_media(
+        self,
+        media_id: str | MediaAttachment,
+        *,
+        max_bytes: int = config.DEFAULT_MEDIA_MAX_BYTES,
+        sha256: str | None = None,
+    ) -> MediaFile:
+        """Download a media file a user sent: pass ``attachment.media_id`` (or the attachment).
+
+        Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses, and
+        :class:`~cel_whatsapp.MediaDownloadError` when the file is larger than
+        ``max_bytes`` or fails its SHA-256 check. See :func:`cel_whatsapp.media.download_media`.
+        """
+        self._read_missing_settings()
+        graph = self._graph_client()
+        return media.download_media(graph, media_id, max_bytes=max_bytes, sha256=sha256)
 
     # -- work ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ Every schema excludes unknown fields, so fields Meta adds later never break
 parsing. Schemas are built once at import and reused: building one costs more
 than loading a small payload with it.
 
-Reference: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
+Reference: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/reference/messages
 """
 
 from __future__ import annotations
@@ -63,16 +63,18 @@ class ContactSchema(_Base):
 class ValueSchema(_Base):
     """``entry[].changes[].value`` of a ``messages`` change.
 
-    Messages and statuses stay raw dicts here: each is loaded on its own, so
-    one malformed message does not hide the rest of a batch.
+    Contacts, messages, statuses and errors stay raw here: each is loaded on
+    its own, so one malformed item does not hide the rest of a batch.
     """
 
     messaging_product = fields.String(load_default=None)
     metadata = fields.Nested(MetadataSchema, load_default=None)
-    contacts = fields.List(fields.Nested(ContactSchema), load_default=list)
+    contacts = fields.List(fields.Raw(), load_default=list)
     messages = fields.List(fields.Raw(), load_default=list)
     statuses = fields.List(fields.Raw(), load_default=list)
     errors = fields.List(fields.Raw(), load_default=list)
+    #: Messages the business sent from the WhatsApp Business app (``smb_message_echoes``).
+    message_echoes = fields.List(fields.Raw(), load_default=list)
 
 
 class ChangeSchema(_Base):
@@ -118,18 +120,216 @@ class MessageSchema(_Base):
     context = fields.Nested(ContextSchema, load_default=None)
 
 
+class EchoSchema(_Base):
+    """``value.message_echoes[]``: a message the business itself sent (not a user's)."""
+
+    id = fields.String(required=True)
+    from_ = fields.String(data_key="from", load_default=None)
+    to = fields.String(load_default=None)
+    to_user_id = fields.String(load_default=None)
+    timestamp = UnixTime(required=True)
+    type = fields.String(required=True)
+    text = fields.Nested(TextSchema, load_default=None)
+    context = fields.Nested(ContextSchema, load_default=None)
+
+
+# -- the content of each message type ---------------------------------------------
+# Loaded only for the message's own type, so a text message never pays for them.
+
+
+class MediaSchema(_Base):
+    """``image``, ``audio``, ``video``, ``document`` and ``sticker`` objects."""
+
+    id = fields.String(required=True)
+    mime_type = fields.String(load_default=None)
+    sha256 = fields.String(load_default=None)
+    caption = fields.String(load_default=None)
+    filename = fields.String(load_default=None)
+    url = fields.String(load_default=None)
+    voice = fields.Boolean(load_default=False)
+    animated = fields.Boolean(load_default=False)
+
+
+class LocationSchema(_Base):
+    latitude = fields.Float(required=True)
+    longitude = fields.Float(required=True)
+    name = fields.String(load_default=None)
+    address = fields.String(load_default=None)
+    url = fields.String(load_default=None)
+
+
+class CardNameSchema(_Base):
+    formatted_name = fields.String(load_default=None)
+    first_name = fields.String(load_default=None)
+    last_name = fields.String(load_default=None)
+
+
+class CardPhoneSchema(_Base):
+    phone = fields.String(load_default=None)
+    wa_id = fields.String(load_default=None)
+    type = fields.String(load_default=None)
+
+
+class CardEmailSchema(_Base):
+    email = fields.String(load_default=None)
+    type = fields.String(load_default=None)
+
+
+class ContactCardSchema(_Base):
+    """One card of a ``contacts`` message."""
+
+    name = fields.Nested(CardNameSchema, load_default=None)
+    phones = fields.List(fields.Nested(CardPhoneSchema), load_default=list)
+    emails = fields.List(fields.Nested(CardEmailSchema), load_default=list)
+
+
+class ReplySchema(_Base):
+    """``button_reply`` and ``list_reply``: the id and title we gave the button or row."""
+
+    id = fields.String(required=True)
+    title = fields.String(load_default=None)
+    description = fields.String(load_default=None)
+
+
+class FlowReplySchema(_Base):
+    """``nfm_reply``: a completed Flow; ``response_json`` is a JSON string."""
+
+    name = fields.String(load_default=None)
+    body = fields.String(load_default=None)
+    response_json = fields.Raw(load_default=None)
+
+
+class InteractiveSchema(_Base):
+    type = fields.String(load_default=None)
+    button_reply = fields.Nested(ReplySchema, load_default=None)
+    list_reply = fields.Nested(ReplySchema, load_default=None)
+    nfm_reply = fields.Nested(FlowReplySchema, load_default=None)
+
+
+class ButtonSchema(_Base):
+    """A tapped quick-reply button of a template message."""
+
+    payload = fields.String(load_default=None)
+    text = fields.String(load_default=None)
+
+
+class ReactionSchema(_Base):
+    message_id = fields.String(required=True)
+    #: Omitted (or ``""``) when the user removed their reaction.
+    emoji = fields.String(load_default=None)
+
+
+class ProductItemSchema(_Base):
+    product_retailer_id = fields.String(load_default=None)
+    quantity = fields.Integer(load_default=None)
+    item_price = fields.Float(load_default=None)
+    currency = fields.String(load_default=None)
+
+
+class OrderSchema(_Base):
+    catalog_id = fields.String(load_default=None)
+    text = fields.String(load_default=None)
+    product_items = fields.List(fields.Nested(ProductItemSchema), load_default=list)
+
+
+class SystemSchema(_Base):
+    """``user_changed_number``, ``user_changed_user_id`` and other system notices."""
+
+    body = fields.String(load_default=None)
+    type = fields.String(load_default=None)
+    wa_id = fields.String(load_default=None)
+    #: Older payloads named the new number ``new_wa_id``.
+    new_wa_id = fields.String(load_default=None)
+    user_id = fields.String(load_default=None)
+
+
+class UnsupportedSchema(_Base):
+    type = fields.String(load_default=None)
+
+
+class EditSchema(_Base):
+    """An edit (WhatsApp Business app numbers): the new version of an earlier message."""
+
+    original_message_id = fields.String(load_default=None)
+    message = fields.Dict(load_default=None)
+
+
+class RevokeSchema(_Base):
+    """A deleted message (WhatsApp Business app numbers)."""
+
+    original_message_id = fields.String(load_default=None)
+
+
+class ErrorDataSchema(_Base):
+    details = fields.String(load_default=None)
+
+
+class ErrorSchema(_Base):
+    """An error object: in ``value.errors``, ``statuses[].errors`` and ``messages[].errors``."""
+
+    code = fields.Integer(load_default=None)
+    title = fields.String(load_default=None)
+    message = fields.String(load_default=None)
+    error_data = fields.Nested(ErrorDataSchema, load_default=None)
+
+
+class StatusSchema(_Base):
+    """``value.statuses[]``: what happened to a message we sent."""
+
+    id = fields.String(required=True)
+    status = fields.String(required=True)
+    timestamp = UnixTime(required=True)
+    recipient_id = fields.String(load_default=None)
+    recipient_user_id = fields.String(load_default=None)
+    errors = fields.List(fields.Nested(ErrorSchema), load_default=list)
+    pricing = fields.Dict(load_default=None)
+    conversation = fields.Dict(load_default=None)
+
+
 #: Built once; marshmallow schemas are safe to share between threads for ``load``.
 ENVELOPE = EnvelopeSchema()
 ENTRY = EntrySchema()
 CHANGE = ChangeSchema()
 VALUE = ValueSchema()
+CONTACT = ContactSchema()
 MESSAGE = MessageSchema()
+ECHO = EchoSchema()
+MEDIA = MediaSchema()
+LOCATION = LocationSchema()
+CONTACT_CARD = ContactCardSchema()
+INTERACTIVE = InteractiveSchema()
+BUTTON = ButtonSchema()
+REACTION = ReactionSchema()
+ORDER = OrderSchema()
+SYSTEM = SystemSchema()
+UNSUPPORTED = UnsupportedSchema()
+EDIT = EditSchema()
+REVOKE = RevokeSchema()
+TEXT = TextSchema()
+ERROR = ErrorSchema()
+STATUS = StatusSchema()
 
 __all__ = [
+    "BUTTON",
     "CHANGE",
+    "CONTACT",
+    "CONTACT_CARD",
+    "ECHO",
+    "EDIT",
     "ENTRY",
     "ENVELOPE",
+    "ERROR",
+    "INTERACTIVE",
+    "LOCATION",
+    "MEDIA",
     "MESSAGE",
+    "ORDER",
+    "REACTION",
+    "REVOKE",
+    "STATUS",
+    "SYSTEM",
+    "TEXT",
+    "UNSUPPORTED",
     "VALUE",
     "ValidationError",
 ]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import signature
-from .dedup import Store, StoreError, message_key
+from .dedup import Store, StoreError, message_key, status_key
 from .errors import PayloadError
-from .model import Message
+from .model import Message, StatusEvent
 from .parsing import ParsedWebhook, parse_webhook
 
 logger = logging.getLogger(__name__)
@@ -45,15 +45,19 @@ OK = HttpResult(200, "OK", "text/plain")
 
 #: Receives the new messages of a delivery; returns those it could not accept.
 MessagesHandler = Callable[[list[Message]], "Sequence[Message] | None"]
+#: Receives everything new in a delivery; returns the messages it could not accept.
+UpdatesHandler = Callable[[ParsedWebhook], "Sequence[Message] | None"]
 
 
 class WebhookHandler:
     """Verification (GET) and delivery (POST) for one business number.
 
-    ``on_messages`` receives the parsed messages of each accepted POST that
-    were not seen before (with a ``store``, each message id is claimed there
-    first) and returns those it could not accept: their claims are released
-    and the POST is answered 503, so Meta delivers them again.
+    ``on_updates`` receives what each accepted POST holds that was not seen
+    before (with a ``store``, each message id, and each status by id and
+    value, is claimed there first): messages of every type, statuses and
+    ``value.errors``. Without it, ``on_messages`` receives the new messages
+    only. Either returns the messages it could not accept: their claims are
+    released and the POST is answered 503, so Meta delivers them again.
     """
 
     def __init__(
@@ -61,7 +65,8 @@ class WebhookHandler:
         *,
         verify_token: str,
         phone_number_id: str,
-        on_messages: MessagesHandler,
+        on_messages: MessagesHandler | None = None,
+        on_updates: UpdatesHandler | None = None,
         app_secret: str | None = None,
         verification_handler: Callable[[], VerificationHandler | None] = lambda: None,
         store: Store | None = None,
@@ -70,6 +75,7 @@ class WebhookHandler:
         self._app_secret = app_secret
         self.phone_number_id = phone_number_id
         self._on_messages = on_messages
+        self._on_updates = on_updates
         self.store = store
         self._verification_handler = verification_handler
 
@@ -135,20 +141,51 @@ class WebhookHandler:
     def _deliver(self, parsed: ParsedWebhook) -> HttpResult:
         if parsed.skipped:
             logger.warning("webhook: %d malformed item(s) skipped", parsed.skipped)
-        if not parsed.messages:
+        if not (parsed.messages or parsed.statuses or parsed.errors):
             return OK
         try:
-            fresh = self._claim(parsed.messages)
+            messages = self._claim(parsed.messages)
+            try:
+                statuses = self._claim_statuses(parsed.statuses)
+            except StoreError:
+                self._release(messages)
+                raise
         except StoreError as exc:
             logger.error("webhook answered 503: %s", exc)
             return HttpResult.error(503, "temporarily unable to accept updates")
-        if not fresh:
-            return OK
-        refused = list(self._on_messages(fresh) or ())
+        if self._on_updates is not None:
+            fresh = ParsedWebhook(
+                messages=messages,
+                statuses=statuses,
+                errors=parsed.errors,
+                ignored=parsed.ignored,
+                skipped=parsed.skipped,
+            )
+            refused = list(self._on_updates(fresh) or ())
+        elif messages and self._on_messages is not None:
+            refused = list(self._on_messages(messages) or ())
+        else:
+            refused = []
         if not refused:
             return OK
         self._release(refused)
         return HttpResult.error(503, "too busy; deliver again later")
+
+    def _claim_statuses(self, statuses: list[StatusEvent]) -> list[StatusEvent]:
+        """Claim each status (by message id and status value); keep those not seen before."""
+        if self.store is None:
+            return statuses
+        fresh: list[StatusEvent] = []
+        for status in statuses:
+            if self.store.claim(status_key(self.phone_number_id, status.message_id, status.status)):
+                fresh.append(status)
+            else:
+                logger.info(
+                    "status %r of %s was already handled: duplicate skipped",
+                    status.status,
+                    status.message_id,
+                )
+        return fresh
 
     def _claim(self, messages: list[Message]) -> list[Message]:
         """Claim each message id in the store; keep those not handled before."""

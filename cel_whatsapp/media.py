@@ -1,0 +1,277 @@
+"""Download the media a user sent: photos, voice notes, videos, documents, stickers.
+
+A webhook carries a media id, not the bytes. Meta's two-step download
+(https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media):
+
+1. ``GET /{media-id}`` answers a short-lived URL (valid about 5 minutes) with
+   the file's ``mime_type``, ``sha256`` and ``file_size``;
+2. ``GET {url}`` with the same bearer token answers the bytes.
+
+:func:`download_media` streams the bytes under a size cap, checks them
+against the SHA-256 Meta sent, and looks the URL up once more if the first
+one has expired (404).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from .config import DEFAULT_MEDIA_MAX_BYTES
+from .errors import CelWhatsappError, GraphAPIError, GraphTransportError
+from .graph import GraphClient, error_from_response
+from .model import MediaAttachment
+
+logger = logging.getLogger(__name__)
+
+#: Hosts Meta serves media from; a URL found in a webhook is used (with our
+#: token) only when it points at one of these, or at the Graph API host itself.
+TRUSTED_MEDIA_DOMAINS = ("fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net")
+
+_CHUNK = 64 * 1024
+_MEDIA_ID = re.compile(r"[0-9A-Za-z_\-]{1,256}")
+
+
+class MediaDownloadError(CelWhatsappError):
+    """The media was fetched but cannot be handed over (too large, corrupted)."""
+
+
+class MediaTooLargeError(MediaDownloadError):
+    """The media is larger than ``max_bytes``; nothing more than the cap was read."""
+
+    def __init__(self, media_id: str, *, limit: int, size: int | None) -> None:
+        told = f"{size} bytes" if size is not None else "more than that"
+        super().__init__(
+            f"media {media_id} is larger than max_bytes={limit} ({told}); "
+            "raise max_bytes to download it"
+        )
+        self.media_id = media_id
+        self.limit = limit
+        self.size = size
+
+
+class MediaChecksumError(MediaDownloadError):
+    """The downloaded bytes do not match the SHA-256 Meta sent for them."""
+
+    def __init__(self, media_id: str, *, expected: str, actual: str) -> None:
+        super().__init__(
+            f"media {media_id} failed its SHA-256 check (expected {expected}, got {actual}); "
+            "the download was corrupted or replaced, try again"
+        )
+        self.media_id = media_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MediaFile:
+    """A downloaded media file."""
+
+    content: bytes
+    #: The type Meta gave the file (e.g. ``"image/jpeg"``, ``"audio/ogg; codecs=opus"``).
+    mime_type: str | None
+    #: SHA-256 of ``content``, as lowercase hex.
+    sha256: str
+    #: ``len(content)`` in bytes.
+    size: int
+
+    def __repr__(self) -> str:
+        return f"MediaFile(mime_type={self.mime_type!r}, size={self.size}, sha256={self.sha256!r})"
+
+
+@dataclass(slots=True)
+class _Lookup:
+    url: str
+    mime_type: str | None
+    sha256: str | None
+    file_size: int | None
+
+
+class _ExpiredURLError(Exception):
+    """The download URL answered 404: look it up again."""
+
+
+def download_media(
+    graph: GraphClient,
+    media: str | MediaAttachment,
+    *,
+    max_bytes: int = DEFAULT_MEDIA_MAX_BYTES,
+    sha256: str | None = None,
+) -> MediaFile:
+    """Download one media file through ``graph``.
+
+    ``media`` is a media id or a :class:`~cel_whatsapp.MediaAttachment` (whose
+    ``sha256`` is then checked and whose ``url``, when Meta sent one, saves
+    the lookup). ``sha256`` (hex or base64) adds a checksum to verify.
+
+    Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses (unknown or
+    expired media id, bad token, a URL still expired after one fresh lookup),
+    :class:`MediaTooLargeError` past ``max_bytes`` and
+    :class:`MediaChecksumError` when the bytes do not match.
+    """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive int, not {max_bytes!r}")
+    expected: list[str] = [sha256] if sha256 else []
+    url: str | None = None
+    mime_type: str | None = None
+    if isinstance(media, MediaAttachment):
+        media_id = media.media_id
+        mime_type = media.mime_type
+        if media.sha256:
+            expected.append(media.sha256)
+        if media.url and _trusted(media.url, graph.base_url):
+            url = media.url
+        elif media.url:
+            logger.warning("ignoring the url of media %s: not a Meta media host", media_id)
+    else:
+        media_id = media
+    if not isinstance(media_id, str) or not _MEDIA_ID.fullmatch(media_id):
+        raise ValueError(f"not a WhatsApp media id: {media_id!r}")
+
+    state = _Download(media_id, max_bytes, mime_type, expected)
+    if url is None:
+        url = state.look_up(graph)
+    try:
+        content, content_type = _fetch(graph, url, media_id, max_bytes)
+    except _ExpiredURLError:
+        # Media URLs live about 5 minutes: ask for a fresh one, once.
+        logger.debug("the URL of media %s has expired; looking it up again", media_id)
+        url = state.look_up(graph)
+        try:
+            content, content_type = _fetch(graph, url, media_id, max_bytes)
+        except _ExpiredURLError:
+            raise GraphAPIError(
+                f"media {media_id} could not be downloaded: its URL answered 404 again "
+                "after a fresh lookup (media ids from webhooks expire after 7 days)",
+                http_status=404,
+            ) from None
+    digest = hashlib.sha256(content).hexdigest()
+    _verify(media_id, digest, state.expected)
+    logger.debug("downloaded media %s (%d bytes)", media_id, len(content))
+    return MediaFile(
+        content=content,
+        mime_type=state.mime_type or content_type,
+        sha256=digest,
+        size=len(content),
+    )
+
+
+@dataclass(slots=True)
+class _Download:
+    """What is known about one download so far."""
+
+    media_id: str
+    max_bytes: int
+    mime_type: str | None
+    expected: list[str]
+
+    def look_up(self, graph: GraphClient) -> str:
+        """``GET /{media-id}``: record what Meta says; return the download URL."""
+        info = graph.request("GET", self.media_id)
+        url = info.get("url")
+        if not isinstance(url, str) or not url:
+            raise GraphAPIError(f"the lookup of media {self.media_id} answered no download url")
+        mime_type = info.get("mime_type")
+        if isinstance(mime_type, str) and mime_type:
+            self.mime_type = mime_type
+        sha256 = info.get("sha256")
+        if isinstance(sha256, str) and sha256 and sha256 not in self.expected:
+            self.expected.append(sha256)
+        size = _int_or_none(info.get("file_size"))
+        if size is not None and size > self.max_bytes:
+            raise MediaTooLargeError(self.media_id, limit=self.max_bytes, size=size)
+        return url
+
+
+def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
+    """GET the media URL with the bearer token, reading at most ``max_bytes``."""
+    try:
+        response = graph.session.get(url, stream=True, timeout=graph.timeout)
+    except requests.ConnectionError as exc:
+        raise GraphTransportError(
+            f"could not download media {media_id} ({type(exc).__name__})",
+            request_sent=not isinstance(exc, requests.ConnectTimeout),
+        ) from exc
+    except requests.Timeout as exc:
+        raise GraphTransportError(
+            f"the download of media {media_id} timed out", request_sent=True
+        ) from exc
+    with response:
+        if response.status_code == 404:
+            raise _ExpiredURLError
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        declared = _int_or_none(response.headers.get("Content-Length"))
+        if declared is not None and declared > max_bytes:
+            raise MediaTooLargeError(media_id, limit=max_bytes, size=declared)
+        chunks: list[bytes] = []
+        received = 0
+        try:
+            for chunk in response.iter_content(_CHUNK):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise MediaTooLargeError(media_id, limit=max_bytes, size=None)
+                chunks.append(chunk)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise GraphTransportError(
+                f"the download of media {media_id} broke off after {received} bytes",
+                request_sent=True,
+            ) from exc
+        return b"".join(chunks), response.headers.get("Content-Type")
+
+
+def _verify(media_id: str, actual_hex: str, expected: list[str]) -> None:
+    actual = bytes.fromhex(actual_hex)
+    for value in expected:
+        digest = _digest(value)
+        if digest is None:
+            logger.warning("media %s: cannot read the SHA-256 Meta sent; not checked", media_id)
+        elif digest != actual:
+            raise MediaChecksumError(media_id, expected=value, actual=actual_hex)
+
+
+def _digest(value: str) -> bytes | None:
+    """A SHA-256 given as hex (Graph lookups) or base64 (webhooks), as 32 bytes."""
+    text = value.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    padded = text + "=" * (-len(text) % 4)
+    for altchars in (None, b"-_"):
+        try:
+            raw = base64.b64decode(padded, altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == 32:
+            return raw
+    return None
+
+
+def _trusted(url: str, base_url: str) -> bool:
+    """Whether our bearer token may be sent to ``url``."""
+    parts, base = urlsplit(url), urlsplit(base_url)
+    if (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
+        return True
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and any(
+        host == domain or host.endswith("." + domain) for domain in TRUSTED_MEDIA_DOMAINS
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

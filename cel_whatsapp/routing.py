@@ -1,0 +1,150 @@
+"""Which update goes where: the assistant, or one of the connector's callbacks.
+
+By default the assistant answers only what a person wrote (text, media,
+location, contacts, interactive and button replies, orders). Reactions and
+system notices go to ``on_reaction`` / ``on_system``, delivery statuses to
+``on_status``, account errors (``value.errors``) to ``on_error``; ``on_update``
+sees every message and status first. Edits, revokes, ``request_welcome``, and
+messages of unknown types reach only ``on_update`` unless ``assistant_types``
+says otherwise. Echoes of what the business itself sent never reach the
+assistant: answering them would talk to ourselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Literal, TypeAlias
+
+from .model import Message, StatusEvent, Update, WebhookError
+from .parsing import ParsedWebhook
+
+logger = logging.getLogger(__name__)
+
+#: The message types a person wrote: what the assistant gets by default.
+PERSON_TYPES: frozenset[str] = frozenset(
+    {
+        "text",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "location",
+        "contacts",
+        "interactive",
+        "button",
+        "order",
+    }
+)
+
+#: ``assistant_types="all"``: every message type (echoes excepted).
+ALL_TYPES: Literal["all"] = "all"
+
+AssistantTypes: TypeAlias = Collection[str] | Literal["all"] | None
+MessageCallback: TypeAlias = Callable[[Message], Any]
+StatusCallback: TypeAlias = Callable[[StatusEvent], Any]
+ErrorCallback: TypeAlias = Callable[[WebhookError], Any]
+UpdateCallback: TypeAlias = Callable[[Update], Any]
+
+
+def resolve_assistant_types(value: AssistantTypes) -> frozenset[str] | None:
+    """Normalise ``assistant_types``: ``None`` means every type.
+
+    ``None`` (the argument) gives :data:`PERSON_TYPES`; ``"all"`` gives
+    ``None`` (no filter); any other collection of type names is used as is.
+    """
+    if value is None:
+        return PERSON_TYPES
+    if isinstance(value, str):
+        if value == ALL_TYPES:
+            return None
+        raise ValueError(
+            f"assistant_types must be 'all' or a collection of message types, not {value!r}"
+        )
+    types = frozenset(value)
+    for item in types:
+        if not isinstance(item, str):
+            raise TypeError(f"assistant_types must hold type names (str), not {item!r}")
+    return types
+
+
+class UpdateRouter:
+    """Hands each parsed update to the assistant or to a callback.
+
+    A callback that raises is logged with its stack trace; the other updates
+    of the batch are still routed and the webhook is still acknowledged.
+    """
+
+    def __init__(self, *, assistant_types: AssistantTypes = None) -> None:
+        self.assistant_types = resolve_assistant_types(assistant_types)
+        self.on_reaction: MessageCallback | None = None
+        self.on_system: MessageCallback | None = None
+        self.on_status: StatusCallback | None = None
+        self.on_error: ErrorCallback | None = None
+        self.on_update: UpdateCallback | None = None
+
+    def for_assistant(self, message: Message) -> bool:
+        """Whether the assistant answers ``message``."""
+        if message.metadata.get("echo"):
+            return False
+        return self.assistant_types is None or message.type in self.assistant_types
+
+    def route(
+        self,
+        parsed: ParsedWebhook,
+        deliver: Callable[[list[Message]], Sequence[Message] | None],
+    ) -> list[Message]:
+        """Run the callbacks for ``parsed``, then ``deliver`` what the assistant answers.
+
+        Returns the messages ``deliver`` could not accept (a full pool), for
+        the webhook to hand back to Meta.
+        """
+        for error in parsed.errors:
+            logger.warning(
+                "WhatsApp reported an error: code=%s title=%r details=%r",
+                error.code,
+                error.title,
+                error.details,
+            )
+            self._call(self.on_error, error, "on_error")
+        to_assistant: list[Message] = []
+        for message in parsed.messages:
+            self._call(self.on_update, message, "on_update")
+            echo = message.metadata.get("echo")
+            if message.type == "reaction" and not echo:
+                self._call(self.on_reaction, message, "on_reaction")
+            elif message.type == "system" and not echo:
+                self._call(self.on_system, message, "on_system")
+            if self.for_assistant(message):
+                to_assistant.append(message)
+            else:
+                logger.debug(
+                    "message %s of type %r not for the assistant", message.id, message.type
+                )
+        for status in parsed.statuses:
+            self._call(self.on_update, status, "on_update")
+            self._call(self.on_status, status, "on_status")
+        if not to_assistant:
+            return []
+        return list(deliver(to_assistant) or ())
+
+    @staticmethod
+    def _call(callback: Callable[[Any], Any] | None, update: Any, name: str) -> None:
+        if callback is None:
+            return
+        try:
+            callback(update)
+        except Exception:
+            # User code failed: log with the stack trace; keep routing the batch.
+            logger.exception("the %s callback failed on %s", name, _describe(update))
+
+
+def _describe(update: Any) -> str:
+    if isinstance(update, Message):
+        return f"message {update.id}"
+    if isinstance(update, StatusEvent):
+        return f"status {update.status!r} of {update.message_id}"
+    if isinstance(update, WebhookError):
+        return f"error {update.code}"
+    return type(update).__name__
