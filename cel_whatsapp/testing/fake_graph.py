@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import email.message
 import email.utils
+import hashlib
 import itertools
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +62,21 @@ class RecordedRequest:
         )
 
 
+#: Path of the fake's media download URLs (outside the versioned Graph paths, like Meta's).
+MEDIA_DOWNLOAD_PATH = "_media"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMedia:
+    """A media file the fake serves (see :meth:`FakeGraphAPI.add_media`)."""
+
+    content: bytes
+    mime_type: str
+    sha256: str
+    file_size: int
+    chunked: bool = False
+
+
 @dataclass(slots=True)
 class ScriptedFailure:
     """An error the fake answers with instead of succeeding."""
@@ -95,6 +112,7 @@ class FakeGraphAPI:
         self._ids = itertools.count(1)
         #: Media received by ``POST /{phone-number-id}/media``, by media id.
         self.uploads: dict[str, UploadedMedia] = {}
+        self._init_media()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -179,6 +197,7 @@ class FakeGraphAPI:
             self.requests.clear()
             self.uploads.clear()
             self._failures.clear()
+            self._reset_media()
 
     # -- reading what was received -------------------------------------------------
 
@@ -205,6 +224,161 @@ class FakeGraphAPI:
                     return False
                 self._lock.wait(min(remaining, 0.05))
             return True
+
+    # -- media (GET /{media-id} and the download URL it hands out) --------------------
+    #
+    # Meta's two-step download: GET /{version}/{media-id} answers a short-lived
+    # URL, and GET on that URL with the bearer token answers the bytes. Tests
+    # store bytes with add_media() and script expiry (404) with
+    # expire_media_urls() / expire_next_media_urls().
+
+    def _init_media(self) -> None:
+        self._media: dict[str, StoredMedia] = {}
+        self._media_urls: dict[str, str] = {}  # url token -> media id
+        self._expired_urls: set[str] = set()
+        self._expire_next = 0
+        self._media_ids = itertools.count(1)
+
+    def _reset_media(self) -> None:
+        self._media.clear()
+        self._media_urls.clear()
+        self._expired_urls.clear()
+        self._expire_next = 0
+
+    def add_media(
+        self,
+        content: bytes,
+        *,
+        mime_type: str = "application/octet-stream",
+        media_id: str | None = None,
+        sha256: str | None = None,
+        file_size: int | None = None,
+        chunked: bool = False,
+    ) -> str:
+        """Store ``content`` as a media file and return its media id.
+
+        ``sha256`` and ``file_size`` override what the lookup reports (to
+        script a checksum mismatch or a lying size); ``chunked`` serves the
+        bytes without a Content-Length.
+        """
+        with self._lock:
+            media_id = media_id or f"{9100000000000000 + next(self._media_ids)}"
+            self._media[media_id] = StoredMedia(
+                content=bytes(content),
+                mime_type=mime_type,
+                sha256=sha256 if sha256 is not None else hashlib.sha256(content).hexdigest(),
+                file_size=file_size if file_size is not None else len(content),
+                chunked=chunked,
+            )
+        return media_id
+
+    def media_url(self, media_id: str) -> str:
+        """A fresh download URL for stored media, as a lookup (or a webhook's ``url``) gives."""
+        with self._lock:
+            if media_id not in self._media:
+                raise KeyError(media_id)
+            token = secrets.token_urlsafe(12)
+            self._media_urls[token] = media_id
+            if self._expire_next > 0:
+                self._expire_next -= 1
+                self._expired_urls.add(token)
+        return f"{self.root_url}/{MEDIA_DOWNLOAD_PATH}/{token}?mid={media_id}"
+
+    def expire_media_urls(self) -> None:
+        """Every download URL handed out so far answers 404 from now on."""
+        with self._lock:
+            self._expired_urls.update(self._media_urls)
+
+    def expire_next_media_urls(self, count: int = 1) -> None:
+        """The next ``count`` download URLs handed out are already expired (404)."""
+        with self._lock:
+            self._expire_next += count
+
+    def media_lookups(self) -> list[RecordedRequest]:
+        """``GET /{version}/{media-id}`` requests received, in order."""
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if r.method == "GET" and not r.path.startswith(f"/{MEDIA_DOWNLOAD_PATH}/")
+            ]
+
+    def media_downloads(self) -> list[RecordedRequest]:
+        """Requests to download URLs received, in order."""
+        with self._lock:
+            return [r for r in self.requests if r.path.startswith(f"/{MEDIA_DOWNLOAD_PATH}/")]
+
+    def answer_media(self, request: RecordedRequest) -> tuple[int, bytes, dict[str, str]] | None:
+        """Answer a media request as (status, body bytes, headers); ``None`` if not one."""
+        if request.method != "GET":
+            return None
+        parts = [p for p in request.path.split("?")[0].split("/") if p]
+        if len(parts) == 2 and parts[0] == MEDIA_DOWNLOAD_PATH:
+            return self._download_media(request, parts[1])
+        with self._lock:
+            known = len(parts) == 2 and parts[0] == self.api_version and parts[1] in self._media
+        if known:
+            return self._look_up_media(request, parts[1])
+        return None
+
+    def _media_refusal(self, request: RecordedRequest) -> tuple[int, bytes, dict[str, str]] | None:
+        """A scripted failure or a missing/wrong bearer token, as Meta answers it."""
+        failure = self._record(request)
+        if failure is not None:
+            if failure.delay:
+                time.sleep(failure.delay)
+            headers = {"Content-Type": "application/json"}
+            if failure.retry_after is not None:
+                headers["Retry-After"] = f"{failure.retry_after:g}"
+            body = {"error": failure.error} if failure.error is not None else {}
+            return failure.status, json.dumps(body).encode("utf-8"), headers
+        authorization = request.headers.get("authorization", "")
+        authorized = (
+            authorization == f"Bearer {self.token}"
+            if self.token is not None
+            else authorization.startswith("Bearer ") and len(authorization) > len("Bearer ")
+        )
+        if not authorized:
+            body = _error(190, "Invalid OAuth access token.", "OAuthException")
+            return 401, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"}
+        return None
+
+    def _look_up_media(
+        self, request: RecordedRequest, media_id: str
+    ) -> tuple[int, bytes, dict[str, str]]:
+        refusal = self._media_refusal(request)
+        if refusal is not None:
+            return refusal
+        url = self.media_url(media_id)
+        with self._lock:
+            stored = self._media[media_id]
+        body = {
+            "messaging_product": "whatsapp",
+            "url": url,
+            "mime_type": stored.mime_type,
+            "sha256": stored.sha256,
+            "file_size": stored.file_size,
+            "id": media_id,
+        }
+        return 200, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"}
+
+    def _download_media(
+        self, request: RecordedRequest, token: str
+    ) -> tuple[int, bytes, dict[str, str]]:
+        refusal = self._media_refusal(request)
+        if refusal is not None:
+            return refusal
+        with self._lock:
+            media_id = self._media_urls.get(token)
+            stored = self._media.get(media_id) if media_id is not None else None
+            expired = token in self._expired_urls
+        if stored is None or expired:
+            body = _error(100, "The media URL has expired or does not exist.", "OAuthException")
+            return 404, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"}
+        headers = {"Content-Type": stored.mime_type}
+        if stored.chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        return 200, stored.content, headers
 
     # -- answering -------------------------------------------------------------------
 
@@ -353,15 +527,27 @@ def _handler_for(fake: FakeGraphAPI) -> type[BaseHTTPRequestHandler]:
                 body=raw,
                 json=decoded,
             )
-            status, body, headers = fake.answer(request)
-            payload = json.dumps(body).encode("utf-8")
+            media = fake.answer_media(request)
+            if media is not None:
+                status, payload, headers = media
+            else:
+                status, body, extra = fake.answer(request)
+                payload = json.dumps(body).encode("utf-8")
+                headers = {"Content-Type": "application/json", **extra}
+            chunked = headers.get("Transfer-Encoding") == "chunked"
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
+            if not chunked:
+                self.send_header("Content-Length", str(len(payload)))
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(payload)
+            if not chunked:
+                self.wfile.write(payload)
+                return
+            for start in range(0, len(payload), 16 * 1024):
+                piece = payload[start : start + 16 * 1024]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
 
         do_GET = do_POST = do_DELETE = _handle  # noqa: N815
 
