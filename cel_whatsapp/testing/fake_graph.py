@@ -513,6 +513,14 @@ def _handler_for(fake: FakeGraphAPI) -> type[BaseHTTPRequestHandler]:
         wbufsize = 64 * 1024
         disable_nagle_algorithm = True
 
+        def handle(self) -> None:
+            # A client may hang up mid-answer (a media download cut at its size
+            # cap): that is not a server error worth a traceback.
+            try:
+                super().handle()
+            except (ConnectionResetError, BrokenPipeError):
+                logger.debug("fake graph: the client closed the connection early")
+
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
