@@ -125,15 +125,31 @@ def _parse_change(
         "waba_id": waba_id,
     }
     where = f"{where}.value"
-    for index, raw_error in enumerate(value["errors"]):
+    arrays = {key: _array(value, key, where, result) for key in _ARRAYS}
+    for index, raw_error in enumerate(arrays["errors"]):
         _parse_error(raw_error, f"{where}.errors[{index}]", result)
-    contacts = _load_contacts(value["contacts"]) if value["contacts"] else []
-    for index, raw_message in enumerate(value["messages"]):
+    contacts = _load_contacts(arrays["contacts"]) if arrays["contacts"] else []
+    for index, raw_message in enumerate(arrays["messages"]):
         _parse_message(raw_message, contacts, base, f"{where}.messages[{index}]", result)
-    for index, raw_echo in enumerate(value["message_echoes"]):
+    for index, raw_echo in enumerate(arrays["message_echoes"]):
         _parse_echo(raw_echo, base, f"{where}.message_echoes[{index}]", result)
-    for index, raw_status in enumerate(value["statuses"]):
+    for index, raw_status in enumerate(arrays["statuses"]):
         _parse_status(raw_status, f"{where}.statuses[{index}]", result)
+
+
+_ARRAYS = ("errors", "contacts", "messages", "message_echoes", "statuses")
+
+
+def _array(value: Mapping[str, Any], key: str, where: str, result: ParsedWebhook) -> list[Any]:
+    """``value[key]`` as a list: absent or ``null`` is empty; anything else is skipped."""
+    items = value[key]
+    if items is None:
+        return []
+    if isinstance(items, list):
+        return items
+    logger.warning("skipping %s.%s: not a list", where, key)
+    result.skipped += 1
+    return []
 
 
 def _load_contacts(raw_contacts: list[Any]) -> list[dict[str, Any]]:

@@ -63,18 +63,19 @@ class ContactSchema(_Base):
 class ValueSchema(_Base):
     """``entry[].changes[].value`` of a ``messages`` change.
 
-    Contacts, messages, statuses and errors stay raw here: each is loaded on
-    its own, so one malformed item does not hide the rest of a batch.
+    The arrays stay raw here and are checked one by one while parsing, so a
+    malformed ``errors`` or ``contacts`` array, or one malformed message,
+    does not hide the rest of a batch.
     """
 
     messaging_product = fields.String(load_default=None)
     metadata = fields.Nested(MetadataSchema, load_default=None)
-    contacts = fields.List(fields.Raw(), load_default=list)
-    messages = fields.List(fields.Raw(), load_default=list)
-    statuses = fields.List(fields.Raw(), load_default=list)
-    errors = fields.List(fields.Raw(), load_default=list)
+    contacts = fields.Raw(load_default=None)
+    messages = fields.Raw(load_default=None)
+    statuses = fields.Raw(load_default=None)
+    errors = fields.Raw(load_default=None)
     #: Messages the business sent from the WhatsApp Business app (``smb_message_echoes``).
-    message_echoes = fields.List(fields.Raw(), load_default=list)
+    message_echoes = fields.Raw(load_default=None)
 
 
 class ChangeSchema(_Base):
