@@ -22,7 +22,7 @@ from typing import Any
 from . import schemas
 from .content import Content, parse_content, webhook_error
 from .errors import PayloadError
-from .model import Lead, Message, StatusEvent, Update, WebhookError
+from .model import Lead, Message, StatusEvent, WebhookError
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +45,6 @@ class ParsedWebhook:
     ignored: int = 0
     #: Entries, changes, messages, statuses or errors skipped because they were malformed.
     skipped: int = 0
-
-    @property
-    def updates(self) -> list[Update]:
-        """Messages, then statuses: everything ``on_update`` sees."""
-        return [*self.messages, *self.statuses]
 
 
 def _field_names(err: schemas.ValidationError) -> str:

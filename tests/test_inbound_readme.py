@@ -1,0 +1,71 @@
+"""The README's examples for callbacks and media download run as written."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cel_whatsapp.testing import FakeGraphAPI
+
+from .conftest import APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN, post_webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data"
+
+
+def _block(marker: str) -> str:
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", text)
+    [block] = [b for b in blocks if marker in b]
+    return re.sub(r"^   ", "", block, flags=re.M)
+
+
+def test_callbacks_and_download_examples(
+    graph: FakeGraphAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    for marker in ("@whatsapp.on_status", "whatsapp.download_media("):
+        exec(compile(_block(marker), "README.rst", "exec"), namespace)  # noqa: S102 - our README
+
+    app = Flask("readme_app")
+    app.config.update(
+        WHATSAPP_TOKEN=TOKEN,
+        WHATSAPP_PHONE_NUMBER_ID=PHONE_NUMBER_ID,
+        WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
+        WHATSAPP_APP_SECRET=APP_SECRET,
+        WHATSAPP_BASE_URL=graph.base_url,
+    )
+    namespace["whatsapp"].init_app(app)
+    client = app.test_client()
+
+    photo = b"\xff\xd8\xff" + b"jpeg bytes" * 100
+    media_id = graph.add_media(photo, mime_type="image/jpeg")
+    image = json.loads((DATA / "image.json").read_text(encoding="utf-8"))
+    message = image["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["image"].update(id=media_id, sha256=None, url=None)
+    for body in (
+        image,
+        (DATA / "reaction.json").read_bytes(),
+        (DATA / "status_failed.json").read_bytes(),
+        (DATA / "system_user_changed_number.json").read_bytes(),
+        (DATA / "errors.json").read_bytes(),
+    ):
+        assert post_webhook(client, body).status_code == 200
+
+    assert graph.sent_texts() == [f"Thanks for the image/jpeg ({len(photo)} bytes)."]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "update Message",
+        "update Message",
+        "5511987654321 reacted \N{THUMBS UP SIGN} to wamid.OURS0002",
+        "update StatusEvent",
+        "wamid.OUT03 failed: [131047]",
+        "update Message",
+        "user_changed_number 5511912345678",
+        "WhatsApp error 130429 Rate limit hit",
+    ]
