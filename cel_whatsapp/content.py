@@ -44,8 +44,8 @@ class Content:
     reaction: Reaction | None = None
     #: Keys added to ``Message.metadata``.
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: The type's own object was absent (the message is still delivered, without it).
-    missing: bool = False
+    #: The name of the object that was absent (the message is still delivered, without it).
+    missing: str | None = None
 
 
 Parser = Callable[[str, Any], Content]
@@ -65,7 +65,7 @@ def parse_content(message_type: str, message: Mapping[str, Any]) -> Content:
     # Each type's object sits under the key named after the type.
     obj = message.get(message_type)
     if obj is None:
-        return Content(missing=True)
+        return Content(missing=message_type)
     return parser(message_type, obj)
 
 
@@ -142,13 +142,13 @@ def _interactive(_: str, obj: Any) -> Content:
     if kind in ("button_reply", "list_reply"):
         reply = loaded[kind]
         if reply is None:
-            return Content(metadata=metadata, missing=True)
+            return Content(metadata=metadata, missing=kind)
         choice = Choice(reply["id"], reply["title"], reply["description"])
         return Content(text=reply["title"], choice=choice, metadata=metadata)
     if kind == "nfm_reply":
         flow = loaded["nfm_reply"]
         if flow is None:
-            return Content(metadata=metadata, missing=True)
+            return Content(metadata=metadata, missing=kind)
         response = _flow_response(flow["response_json"])
         metadata["flow_response"] = response
         metadata["flow_token"] = response.get("flow_token") if response is not None else None

@@ -270,7 +270,7 @@ def _message(
                 "%s: a %r message without its %r object; delivered without it",
                 where,
                 message_type,
-                message_type,
+                content.missing,
             )
         text = content.text
         extra.update(content.metadata)
