@@ -289,3 +289,9 @@ def test_assistant_downloads_the_photo_it_was_sent(
         assert post_webhook(client, body).status_code == 200
     assert graph.sent_texts() == ["300000 bytes of image/jpeg"]
     assert TOKEN not in caplog.text
+
+
+def test_uploaded_media_downloads_back(connector: WhatsappConnector, graph: FakeGraphAPI) -> None:
+    media_id = connector.upload_media(PHOTO, "image/png", "photo.png")
+    media = connector.download_media(media_id)
+    assert (media.content, media.mime_type, media.sha256) == (PHOTO, "image/png", PHOTO_HEX)

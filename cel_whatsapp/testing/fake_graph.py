@@ -230,7 +230,8 @@ class FakeGraphAPI:
     # Meta's two-step download: GET /{version}/{media-id} answers a short-lived
     # URL, and GET on that URL with the bearer token answers the bytes. Tests
     # store bytes with add_media() and script expiry (404) with
-    # expire_media_urls() / expire_next_media_urls().
+    # expire_media_urls() / expire_next_media_urls(). Files received by the
+    # upload endpoint can be downloaded the same way, as on Meta's servers.
 
     def _init_media(self) -> None:
         self._media: dict[str, StoredMedia] = {}
@@ -272,10 +273,23 @@ class FakeGraphAPI:
             )
         return media_id
 
+    def _stored_media(self, media_id: str) -> StoredMedia | None:
+        """Media added with add_media() or uploaded; call with the lock held."""
+        stored = self._media.get(media_id)
+        if stored is None and media_id in self.uploads:
+            upload = self.uploads[media_id]
+            stored = StoredMedia(
+                content=upload.data,
+                mime_type=upload.mime_type,
+                sha256=hashlib.sha256(upload.data).hexdigest(),
+                file_size=len(upload.data),
+            )
+        return stored
+
     def media_url(self, media_id: str) -> str:
         """A fresh download URL for stored media, as a lookup (or a webhook's ``url``) gives."""
         with self._lock:
-            if media_id not in self._media:
+            if self._stored_media(media_id) is None:
                 raise KeyError(media_id)
             token = secrets.token_urlsafe(12)
             self._media_urls[token] = media_id
@@ -316,7 +330,11 @@ class FakeGraphAPI:
         if len(parts) == 2 and parts[0] == MEDIA_DOWNLOAD_PATH:
             return self._download_media(request, parts[1])
         with self._lock:
-            known = len(parts) == 2 and parts[0] == self.api_version and parts[1] in self._media
+            known = (
+                len(parts) == 2
+                and parts[0] == self.api_version
+                and self._stored_media(parts[1]) is not None
+            )
         if known:
             return self._look_up_media(request, parts[1])
         return None
@@ -349,9 +367,16 @@ class FakeGraphAPI:
         refusal = self._media_refusal(request)
         if refusal is not None:
             return refusal
-        url = self.media_url(media_id)
         with self._lock:
-            stored = self._media[media_id]
+            stored = self._stored_media(media_id)
+        if stored is None:  # deleted by a reset() since answer_media() saw it
+            body = _error(
+                100,
+                f"Unsupported get request. Object {media_id} does not exist.",
+                "GraphMethodException",
+            )
+            return 400, json.dumps(body).encode("utf-8"), {"Content-Type": "application/json"}
+        url = self.media_url(media_id)
         body = {
             "messaging_product": "whatsapp",
             "url": url,
@@ -370,7 +395,7 @@ class FakeGraphAPI:
             return refusal
         with self._lock:
             media_id = self._media_urls.get(token)
-            stored = self._media.get(media_id) if media_id is not None else None
+            stored = self._stored_media(media_id) if media_id is not None else None
             expired = token in self._expired_urls
         if stored is None or expired:
             body = _error(100, "The media URL has expired or does not exist.", "OAuthException")
