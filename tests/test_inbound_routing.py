@@ -291,3 +291,45 @@ def test_router_keeps_echoes_from_the_callbacks() -> None:
     router.route(parse_webhook(body, phone_number_id="1"), delivered.extend)
     assert seen == ["update wamid.ECH02"]
     assert delivered == []
+
+
+def test_redelivered_updates_reach_the_callbacks_once(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    recorder = Recorder()
+    client = make_app(recorder.wire(make_connector())).test_client()
+    for name in ("status_sent", "status_delivered", "reaction", "status_sent", "reaction"):
+        assert post_webhook(client, (DATA / f"{name}.json").read_bytes()).status_code == 200
+    # One status per (message id, status value); the reaction message once.
+    assert [(s.message_id, s.status) for s in recorder.got("status")] == [
+        ("wamid.OUT01", "sent"),
+        ("wamid.OUT01", "delivered"),
+    ]
+    assert [m.id for m in recorder.got("reaction")] == ["wamid.REA01"]
+    assert len(recorder.got("update")) == 3
+
+
+def test_messages_the_assistant_cannot_take_are_handed_back_with_503() -> None:
+    from cel_whatsapp.dedup import InMemoryStore
+    from cel_whatsapp.parsing import ParsedWebhook
+
+    seen: list[ParsedWebhook] = []
+
+    def full_pool(parsed: ParsedWebhook) -> list[Message]:
+        seen.append(parsed)
+        return parsed.messages if len(seen) == 1 else []
+
+    handler = WebhookHandler(
+        verify_token="v",
+        phone_number_id="106540352242922",
+        on_updates=full_pool,
+        store=InMemoryStore(),
+    )
+    raw = (DATA / "batch_with_malformed.json").read_bytes()
+    assert handler.receive(raw, None).status == 503
+    # Meta delivers again: the refused messages are new again, the status is not.
+    assert handler.receive(raw, None).status == 200
+    first, second = seen
+    assert [m.id for m in second.messages] == [m.id for m in first.messages]
+    assert [s.message_id for s in first.statuses] == ["wamid.OUT05"]
+    assert second.statuses == []
