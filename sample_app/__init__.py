@@ -21,6 +21,7 @@ from flask import Flask, request, send_from_directory
 from werkzeug.wrappers import Response
 
 from cel_whatsapp import WhatsappConnector
+from cel_whatsapp.routing import PERSON_TYPES
 
 from .assistant import make_assistant
 from .llm import ChatModel
@@ -78,6 +79,8 @@ def create_app(local: bool | None = None) -> Flask:
     connector = WhatsappConnector(
         stream_mode=os.environ.get("WHATSAPP_STREAM_MODE", "sentence"),
         assistant=make_assistant(picture_url=picture_url, model=model),
+        # The demo also thanks users for their reactions.
+        assistant_types=PERSON_TYPES | {"reaction"},
     )
     connector.init_app(app)
     app.extensions["sample_app.connector"] = connector

@@ -22,6 +22,7 @@ from cel_whatsapp.testing import (
     image_message,
     list_reply_message,
     location_message,
+    reaction_message,
 )
 from sample_app import assistant, create_app, wants_simulator
 
@@ -128,6 +129,13 @@ def test_location_is_sent_back(bot: Flask, whatsapp: WhatsappTestClient) -> None
     assert whatsapp.sent_texts()[0] == "You are at 48.8584, 2.2945 (Eiffel Tower)."
     pin = whatsapp.sent()[-1]
     assert pin["location"] == {"latitude": 48.8584, "longitude": 2.2945, "name": "Eiffel Tower"}
+
+
+def test_reactions_are_thanked_for(bot: Flask, whatsapp: WhatsappTestClient) -> None:
+    # Reactions go to on_reaction by default; the sample app lets its assistant see them.
+    whatsapp.send(bot, reaction_message("wamid.BOT", "\N{RED APPLE}"))
+    whatsapp.send(bot, reaction_message("wamid.BOT", None))
+    assert whatsapp.sent_texts() == ["Thanks for the \N{RED APPLE}!"]
 
 
 def test_contacts_and_other_text(bot: Flask, whatsapp: WhatsappTestClient) -> None:

@@ -73,7 +73,11 @@ def serve() -> Iterator[Callable[..., Served]]:
         simulator_options.setdefault("share", False)
         Simulator(app, **simulator_options)
         # Inline: the events below are asserted in the order one request makes them.
-        WhatsappConnector(assistant=assistant, dispatch="inline").init_app(app)
+        # Every message type reaches the assistant, reactions included, so the
+        # tests see everything the page sends.
+        WhatsappConnector(assistant=assistant, dispatch="inline", assistant_types="all").init_app(
+            app
+        )
         received: list[dict[str, Any]] = []
         inner = app.wsgi_app
 
