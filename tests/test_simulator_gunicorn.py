@@ -72,7 +72,11 @@ class Gunicorn:
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.headers["X-Simulator-Page"] = "1"
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # never leave a gunicorn behind for the next tests
+            raise
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -80,10 +84,10 @@ class Gunicorn:
             if self.process.poll() is not None:
                 raise AssertionError(f"gunicorn exited:\n{self.output()}")
             try:
-                if self.session.get(self.base + "/", timeout=2).status_code == 200:
+                if self.session.get(self.base + "/", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or too busy to answer (a loaded CI machine)
             time.sleep(0.2)
         raise AssertionError(f"gunicorn did not start:\n{self.output()}")
 
