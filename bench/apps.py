@@ -1,0 +1,224 @@
+"""The WSGI apps the benchmark serves under gunicorn, one factory per scenario.
+
+gunicorn imports ``bench.apps:build('<kind>', ...)`` in each worker. The Graph
+API's address and the credentials come from the environment the bench sets
+(``BENCH_GRAPH_URL``...). Each factory imports only what its row needs, so
+the bare floor's memory figure is not inflated by modules it never uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import inspect
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+
+from .constants import APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN, WEBHOOK_PATH
+
+if TYPE_CHECKING:
+    from cel_whatsapp import Message
+
+
+def build(kind: str, **options: Any) -> Flask:
+    """The app for one row of the table (called by gunicorn in each worker)."""
+    factories = {
+        "floor": _floor,
+        "handwritten": _handwritten,
+        "connector": _connector,
+    }
+    return factories[kind](**options)
+
+
+def connector_accepts(keyword: str) -> bool:
+    """Whether :class:`cel_whatsapp.WhatsappConnector` takes ``keyword`` (e.g. ``dispatch``)."""
+    from cel_whatsapp import WhatsappConnector
+
+    return keyword in inspect.signature(WhatsappConnector).parameters
+
+
+def _graph_url() -> str:
+    return os.environ["BENCH_GRAPH_URL"]
+
+
+# -- the floor: Flask parsing the JSON and answering "OK" ----------------------
+
+
+def _floor() -> Flask:
+    app = Flask("bench_floor")
+
+    @app.post(WEBHOOK_PATH)
+    def receive() -> str:
+        request.get_json(force=True)
+        return "OK"
+
+    return app
+
+
+# -- the reference: what a careful hand-written view does ----------------------
+
+
+def _handwritten(transport: str = "requests") -> Flask:
+    """Signature check, a hand-walked payload, one reply per text message.
+
+    ``transport`` says how the reply is posted: ``"requests"``, a default
+    ``requests.Session`` (it re-reads proxy and ``.netrc`` settings from the
+    environment on every call); ``"urllib3"``, a bare urllib3 connection pool
+    (what requests itself sits on); ``"http.client"``, the standard library's
+    connection, one per thread. The last two show what the HTTP stack alone
+    costs: no proxies, no TLS settings, no error handling to speak of.
+    """
+    app = Flask("bench_handwritten")
+    secret = APP_SECRET.encode()
+    url = f"{_graph_url()}/{PHONE_NUMBER_ID}/messages"
+    post = _poster(transport, url)
+
+    @app.post(WEBHOOK_PATH)
+    def receive() -> tuple[str, int]:
+        body = request.get_data()
+        expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        given = request.headers.get("X-Hub-Signature-256", "")
+        if not hmac.compare_digest(expected.encode(), given.encode()):
+            return "bad signature", 403
+        data = json.loads(body)
+        for entry in data.get("entry", []):
+            for change in entry.get("changes", []):
+                for message in change.get("value", {}).get("messages", []):
+                    if message.get("type") != "text":
+                        continue
+                    post(
+                        {
+                            "messaging_product": "whatsapp",
+                            "recipient_type": "individual",
+                            "to": message["from"],
+                            "type": "text",
+                            "text": {"body": message["text"]["body"]},
+                        }
+                    )
+        return "OK", 200
+
+    return app
+
+
+def _poster(transport: str, url: str) -> Callable[[dict[str, Any]], None]:
+    """A function posting one JSON reply to ``url`` and checking the answer."""
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    if transport == "requests":
+        import requests
+
+        session = requests.Session()
+        session.headers["Authorization"] = headers["Authorization"]
+
+        def post_requests(reply: dict[str, Any]) -> None:
+            session.post(url, json=reply, timeout=(3.05, 20)).raise_for_status()
+
+        return post_requests
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+    if transport == "urllib3":
+        import urllib3
+
+        pool = urllib3.HTTPConnectionPool(host, port, maxsize=8)
+        timeout = urllib3.Timeout(connect=3.05, read=20)
+
+        def post_urllib3(reply: dict[str, Any]) -> None:
+            answer = pool.urlopen(
+                "POST", path, body=json.dumps(reply), headers=headers, timeout=timeout
+            )
+            if answer.status != 200:
+                raise RuntimeError(f"Graph answered {answer.status}")
+            json.loads(answer.data)
+
+        return post_urllib3
+    local = threading.local()
+
+    def post_http_client(reply: dict[str, Any]) -> None:
+        connection = getattr(local, "connection", None)
+        if connection is None:
+            connection = local.connection = http.client.HTTPConnection(host, port, timeout=20)
+        connection.request("POST", path, json.dumps(reply), headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"Graph answered {answer.status}")
+        json.loads(data)
+
+    return post_http_client
+
+
+# -- the connector ----------------------------------------------------------------
+
+
+def _echo(message: Message) -> str | None:
+    return message.text
+
+
+def _silent(message: Message) -> None:
+    return None
+
+
+def _slow(message: Message) -> str:
+    time.sleep(2.0)
+    return f"Thought hard about: {message.text}"
+
+
+def _streaming(message: Message) -> Iterator[str]:
+    """Three sentences over 1.5 s, the way a language model streams them.
+
+    Each sentence carries ``(end <CLOCK_MONOTONIC ns>)``: the moment its last
+    chunk was produced, so the fake can tell how long the send took.
+    """
+    yield f"Answer to {message.text} is"
+    for words in (" the first", " part of", " my answer"):
+        time.sleep(0.1)
+        yield words
+    time.sleep(0.2)
+    yield f" (end {time.monotonic_ns()}). Then"
+    for words in (" comes", " a second", " one"):
+        time.sleep(0.1)
+        yield words
+    time.sleep(0.2)
+    yield f" (end {time.monotonic_ns()})! "
+    for words in ("And the", " last", " sentence"):
+        time.sleep(0.1)
+        yield words
+    time.sleep(0.2)
+    yield f" (end {time.monotonic_ns()})."
+
+
+_ASSISTANTS = {"echo": _echo, "silent": _silent, "slow": _slow, "streaming": _streaming}
+
+
+def _connector(
+    assistant: str = "echo", stream_mode: str = "full", dispatch: str | None = None
+) -> Flask:
+    from cel_whatsapp import WhatsappConnector
+
+    options: dict[str, Any] = {}
+    if dispatch is not None:
+        # The bench only asks for a dispatch mode the connector knows; the
+        # runner skips the row otherwise (see connector_accepts).
+        options["dispatch"] = dispatch
+    app = Flask("bench_connector")
+    WhatsappConnector(
+        TOKEN,
+        PHONE_NUMBER_ID,
+        VERIFY_TOKEN,
+        WEBHOOK_PATH,
+        stream_mode,
+        assistant=_ASSISTANTS[assistant],
+        app_secret=APP_SECRET,
+        base_url=_graph_url(),
+        read_receipts=False,
+        app=app,
+        **options,
+    )
+    return app

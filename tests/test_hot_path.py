@@ -1,0 +1,198 @@
+"""Nothing needless on a webhook's path: no per-request schemas or sessions, pooled
+connections, the fast schema loads and the lean send really used, and the
+environment's proxy settings still honoured.
+
+These count calls; they never time anything (timings live in ``bench/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+import urllib3.connection
+from marshmallow import Schema
+
+from cel_whatsapp import GraphAPIError
+from cel_whatsapp.graph import GraphClient
+from cel_whatsapp.testing import FakeGraphAPI, text_webhook
+
+from .conftest import TOKEN, MakeConnector, make_app, post_webhook
+
+PAYLOAD = {"messaging_product": "whatsapp", "to": "111", "type": "text", "text": {"body": "hi"}}
+
+
+class CallCounter:
+    """Counts calls to a method while still running it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
+        self.calls = 0
+        original: Callable[..., Any] = getattr(owner, name)
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counting)
+
+
+def _post_several(client: Any, count: int) -> None:
+    for index in range(count):
+        response = post_webhook(client, text_webhook(f"hello {index}"))
+        assert response.status_code == 200
+
+
+def test_webhooks_build_no_schema_and_no_session(
+    make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_app(make_connector(lambda message: f"echo {message.text}")).test_client()
+    _post_several(client, 1)  # first request: lazy set-up may happen once
+    schemas_built = CallCounter(monkeypatch, Schema, "__init__")
+    sessions_built = CallCounter(monkeypatch, requests.Session, "__init__")
+    _post_several(client, 5)
+    assert graph.sent_texts()[-5:] == [f"echo hello {i}" for i in range(5)]
+    assert schemas_built.calls == 0
+    assert sessions_built.calls == 0
+
+
+def test_well_formed_webhooks_skip_marshmallows_slow_load(
+    make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_app(make_connector(lambda message: None)).test_client()
+    _post_several(client, 1)
+    slow_loads = CallCounter(monkeypatch, Schema, "_do_load")
+    _post_several(client, 3)
+    assert slow_loads.calls == 0
+
+
+def test_malformed_message_still_goes_through_marshmallow(
+    make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast loader is unsure of a message without an id: marshmallow decides
+    # (and refuses it), as before the fast path existed.
+    client = make_app(make_connector(lambda message: "answer")).test_client()
+    body = text_webhook("no id")
+    del body["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
+    slow_loads = CallCounter(monkeypatch, Schema, "_do_load")
+    assert post_webhook(client, body).status_code == 200
+    assert slow_loads.calls >= 1
+    assert graph.sent_texts() == []
+
+
+def test_replies_reuse_one_pooled_connection(
+    make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_app(make_connector(lambda message: "pong")).test_client()
+    connects = CallCounter(monkeypatch, urllib3.connection.HTTPConnection, "connect")
+    _post_several(client, 5)
+    assert len(graph.sent_texts()) == 5
+    assert connects.calls == 1
+
+
+# -- the lean send gives what Session.request gives -----------------------------------
+
+
+def _sent_by(client: GraphClient, graph: FakeGraphAPI) -> tuple[str, str, dict[str, str], bytes]:
+    graph.reset()
+    client.send_message("123", PAYLOAD)
+    [request] = graph.requests
+    headers = {k: v for k, v in request.headers.items() if k != "host"}
+    return request.method, request.path, headers, request.body
+
+
+def test_lean_send_matches_session_request(
+    graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = GraphClient(TOKEN, graph.base_url)
+    full_requests = CallCounter(monkeypatch, requests.Session, "request")
+    lean = _sent_by(client, graph)
+    assert full_requests.calls == 0  # the lean path was taken
+    # The same client forced onto the normal path (as for a session given by the user).
+    client._quick = None
+    normal = _sent_by(client, graph)
+    assert full_requests.calls == 1
+    assert lean == normal
+    assert lean[2]["authorization"] == f"Bearer {TOKEN}"
+    assert lean[2]["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda s: s.cookies.set("seen", "1"), id="a cookie"),
+        pytest.param(lambda s: setattr(s, "auth", lambda r: r), id="auth"),
+        pytest.param(lambda s: s.params.update({"debug": "all"}), id="params"),
+        pytest.param(lambda s: s.hooks["response"].append(lambda r, **k: r), id="a hook"),
+        pytest.param(lambda s: setattr(s, "trust_env", True), id="trust_env"),
+    ],
+)
+def test_a_changed_session_takes_the_normal_path(
+    graph: FakeGraphAPI,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Callable[[requests.Session], None],
+) -> None:
+    client = GraphClient(TOKEN, graph.base_url)
+    change(client.session)
+    full_requests = CallCounter(monkeypatch, requests.Session, "request")
+    client.send_message("123", PAYLOAD)
+    assert full_requests.calls == 1
+
+
+def test_session_headers_changed_later_are_sent(graph: FakeGraphAPI) -> None:
+    client = GraphClient(TOKEN, graph.base_url)
+    client.session.headers["X-Extra"] = "yes"
+    client.send_message("123", PAYLOAD)
+    assert graph.requests[-1].headers["x-extra"] == "yes"
+
+
+# -- proxies from the environment, resolved once and really used ----------------------------
+
+
+@contextlib.contextmanager
+def _proxy() -> Iterator[FakeGraphAPI]:
+    """A local server standing in for an HTTP proxy: it records what reaches it."""
+    with FakeGraphAPI() as proxy:
+        yield proxy
+
+
+def test_environment_proxy_is_used_for_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    with _proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.root_url)
+        client = GraphClient(TOKEN, "http://graph.example.invalid/v25.0")
+        # The proxy is not a Graph API, so the send fails; what matters is where it went.
+        with pytest.raises(GraphAPIError):
+            client.send_message("123", PAYLOAD)
+        [request] = proxy.requests
+    assert request.path == "http://graph.example.invalid/v25.0/123/messages"
+    assert request.json == PAYLOAD
+
+
+def test_no_proxy_is_honoured(graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.root_url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        GraphClient(TOKEN, graph.base_url).send_message("123", PAYLOAD)
+        assert proxy.requests == []
+    assert len(graph.requests) == 1
+
+
+def test_proxy_settings_are_read_once_not_per_send(
+    graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = GraphClient(TOKEN, graph.base_url)
+    # requests.sessions imported these by name; requests.utils uses its own.
+    reads = [
+        CallCounter(monkeypatch, module, name)
+        for module in (requests.sessions, requests.utils)
+        for name in ("get_environ_proxies", "get_netrc_auth")
+    ]
+    for _ in range(3):
+        client.send_message("123", PAYLOAD)
+    assert len(graph.requests) == 3
+    assert [r.calls for r in reads] == [0, 0, 0, 0]
+    # The same counters do see a default session reading them on every call.
+    requests.Session().post(graph.base_url + "/123/messages", json=PAYLOAD, timeout=5)
+    assert sum(r.calls for r in reads) >= 1
