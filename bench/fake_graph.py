@@ -13,7 +13,9 @@ It answers like Meta (``{"messaging_product", "contacts", "messages":
 ``CLOCK_MONOTONIC`` arrival time (shared by all processes of the machine) and,
 when the text carries a ``(end <ns>)`` marker, the time the assistant
 finished that sentence. ``GET /_stats`` returns what it recorded as JSON and
-``POST /_reset`` forgets it.
+``POST /_reset`` forgets it, except the totals by the replies' first two
+words (``POST /_reset_totals``), which tell rows apart when several servers
+reply at once.
 """
 
 from __future__ import annotations
@@ -34,17 +36,30 @@ class Recorder:
     """What the fake has received since the last reset."""
 
     def __init__(self) -> None:
+        self.totals: dict[str, list[int]] = {}
         self.reset()
 
     def reset(self) -> None:
+        """Forget what was received, except :attr:`totals`."""
         self.messages = 0
         self.rejected = 0
         self.arrivals: list[int] = []
         # (arrival ns, sentence end ns, start of the text)
         self.sentences: list[tuple[int, int, str]] = []
 
+    def count(self, text: str, now: int) -> None:
+        """Add to the totals by the text's first two words: [count, first ns, last ns]."""
+        key = " ".join(text.split()[:2])
+        total = self.totals.get(key)
+        if total is None:
+            self.totals[key] = [1, now, now]
+        else:
+            total[0] += 1
+            total[2] = now
+
     def stats(self) -> dict[str, Any]:
         return {
+            "totals": self.totals,
             "messages": self.messages,
             "rejected": self.rejected,
             "arrivals": self.arrivals,
@@ -107,6 +122,9 @@ class FakeGraph:
         if path == "/_reset":
             recorder.reset()
             return _answer(200, b"{}")
+        if path == "/_reset_totals":
+            recorder.totals.clear()
+            return _answer(200, b"{}")
         if method != "POST" or not path.endswith("/messages"):
             return _error(404, 100, "Unsupported request")
         if not headers.get("authorization", "").startswith("Bearer "):
@@ -127,6 +145,7 @@ class FakeGraph:
             return _error(400, 100, "(#100) The parameter text['body'] is required.")
         recorder.messages += 1
         recorder.arrivals.append(now)
+        recorder.count(text["body"], now)
         marker = _MARKER.search(text["body"])
         if marker is not None:
             recorder.sentences.append((now, int(marker.group(1)), text["body"][:80]))

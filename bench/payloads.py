@@ -37,10 +37,12 @@ def _single(message: dict[str, Any]) -> dict[str, Any]:
     return envelope(change_value([message], phone_number_id=PHONE_NUMBER_ID))
 
 
-def text_body(index: int = 0, text: str = "Hello, is the shop open today?") -> dict[str, Any]:
+def text_body(
+    index: int = 0, text: str = "Hello, is the shop open today?", sender: str = SENDER
+) -> dict[str, Any]:
     """One text message, the commonest webhook there is."""
     return _single(
-        text_message(text, sender=SENDER, id=f"wamid.BENCH{index:012d}", timestamp=TIMESTAMP)
+        text_message(text, sender=sender, id=f"wamid.BENCH{index:012d}", timestamp=TIMESTAMP)
     )
 
 
@@ -166,7 +168,10 @@ def write_load_file(path: Path, count: int, *, first: int = 0) -> None:
     """
     with path.open("w", encoding="ascii") as out:
         for index in range(first, first + count):
-            raw = encode(text_body(index, text=f"Hello number {index}"))
+            # Many users, as in production: background dispatch answers one
+            # user's messages one at a time.
+            sender = f"1555{index % 1_000_000:07d}"
+            raw = encode(text_body(index, text=f"Hello number {index}", sender=sender))
             out.write(f"{sign(raw, APP_SECRET)}\t{raw.decode('ascii')}\n")
 
 

@@ -122,7 +122,9 @@ def load_table(rows: Sequence[LoadRow]) -> str:
                 verdicts,
             ]
         )
-    return table(headers, cells, right={2, 3, 4, 5, 6, 7, 8})
+    notes = [f"  {row.name.strip()}: {row.note}" for row in rows if row.note and row.requests]
+    text = table(headers, cells, right={2, 3, 4, 5, 6, 7, 8})
+    return text + ("\n\nNotes:\n" + "\n".join(notes) if notes else "")
 
 
 def stream_table(rows: Sequence[StreamRow]) -> str:

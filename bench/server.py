@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ class FakeGraphProcess:
     def reset(self) -> None:
         self._call("POST", "/_reset")
 
+    def reset_totals(self) -> None:
+        self._call("POST", "/_reset_totals")
+
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
         """Poll the stats until ``predicate(stats)`` holds or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
@@ -175,14 +179,26 @@ class Gunicorn:
             "256",
             app,
         ]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+        # gunicorn's own log (e.g. workers killed on a quick stop) goes to a
+        # file, shown only if it fails to start.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close()
+            prefix="cel-bench-gunicorn-", suffix=".log"
+        )
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stderr=self.log, stdout=self.log
+        )
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with status {self.process.returncode}")
+                self.log.seek(0)
+                tail = self.log.read().decode(errors="replace")[-2000:]
+                self.log.close()
+                raise RuntimeError(
+                    f"gunicorn exited with status {self.process.returncode}:\n{tail}"
+                )
             if len(self.worker_pids()) >= self.workers:
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1):
@@ -228,6 +244,7 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
 
     def __enter__(self) -> Gunicorn:
         return self
