@@ -32,7 +32,7 @@ from typing import Any, cast
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 
-__all__ = ["Unsure", "compile_schema", "same_as_compiled"]
+__all__ = ["Unsure", "compile_many", "compile_schema", "same_as_compiled"]
 
 Loader = Callable[[Any], dict[str, Any]]
 # A field's value loader: (value, key in the input, the input mapping) -> value.
@@ -74,6 +74,23 @@ def compile_schema(schema: Schema) -> Loader | None:
     The function raises :class:`Unsure` for inputs it does not accept.
     """
     return _compile(schema, compiling=set())
+
+
+def compile_many(schema: Schema, single: Loader) -> Callable[[Any], list[Any]] | None:
+    """``schema.load(data, many=True)`` from the compiled ``single`` loader, or ``None``.
+
+    ``None`` when the schema has ``post_load`` hooks: with ``many=True``
+    marshmallow hands a hook taking the collection the whole list at once.
+    """
+    if "post_load" in _hook_tags(schema):
+        return None
+
+    def load_many(data: Any) -> list[Any]:
+        if type(data) is not list:
+            raise Unsure
+        return [single(item) for item in data]
+
+    return load_many
 
 
 def _hook_tags(schema: Schema) -> set[str]:

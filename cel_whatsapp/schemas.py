@@ -12,12 +12,13 @@ Reference: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/refe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
-from .loaders import Loader, Unsure, compile_schema, same_as_compiled
+from .loaders import Loader, Unsure, compile_many, compile_schema, same_as_compiled
 
 # Timestamps outside this window are not real WhatsApp timestamps (the upper
 # bound is the year 9999, the largest a datetime holds).
@@ -52,22 +53,28 @@ class _Base(Schema):
     @same_as_compiled
     def load(self, data: Any, *, many: Any = None, partial: Any = None, unknown: Any = None) -> Any:
         """``Schema.load``, fast for the well-formed payloads Meta sends."""
-        if many is None and partial is None and unknown is None:
-            fast = self._fast_loader()
-            if fast is not None:
-                try:
-                    return fast(data)
-                except Unsure:
-                    pass
+        if partial is None and unknown is None:
+            single, several = self._fast_loaders()
+            try:
+                if not many and single is not None:
+                    return single(data)
+                if many and several is not None:
+                    return several(data)
+            except Unsure:
+                pass
         return super().load(data, many=many, partial=partial, unknown=unknown)
 
-    def _fast_loader(self) -> Loader | None:
+    def _fast_loaders(self) -> tuple[Loader | None, Callable[[Any], list[Any]] | None]:
+        """The compiled loaders for one item and for ``many=True`` (``None``: none)."""
         try:
-            loader: Loader | None = self.__dict__["_cel_fast_loader"]
+            loaders: tuple[Loader | None, Callable[[Any], list[Any]] | None]
+            loaders = self.__dict__["_cel_fast_loaders"]
         except KeyError:
             # Compiled once per schema instance; a race only compiles twice.
-            loader = self.__dict__["_cel_fast_loader"] = compile_schema(self)
-        return loader
+            single = compile_schema(self)
+            several = compile_many(self, single) if single is not None else None
+            loaders = self.__dict__["_cel_fast_loaders"] = (single, several)
+        return loaders
 
 
 class MetadataSchema(_Base):

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,10 +34,12 @@ from marshmallow import (
 
 from cel_whatsapp import schemas
 from cel_whatsapp.errors import PayloadError
-from cel_whatsapp.loaders import Unsure, compile_schema
+from cel_whatsapp.loaders import Unsure, compile_many, compile_schema
 from cel_whatsapp.parsing import parse_webhook
 from cel_whatsapp.testing import envelope, text_message
 from cel_whatsapp.testing.webhooks import change_value, contact
+
+DATA = Path(__file__).resolve().parent / "data"
 
 # -- synthetic schemas with every kind of field ------------------------------------------
 
@@ -285,9 +289,31 @@ def test_a_nested_schema_with_its_own_load_keeps_it() -> None:
 def test_every_webhook_schema_compiles() -> None:
     # A schema change that silently turns the fast path off would put
     # marshmallow's per-load cost back on every webhook: see bench/.
-    for name in ("ENVELOPE", "ENTRY", "CHANGE", "VALUE", "MESSAGE"):
-        schema = getattr(schemas, name)
+    instances = {name: obj for name, obj in vars(schemas).items() if isinstance(obj, Schema)}
+    assert {"ENVELOPE", "ENTRY", "CHANGE", "VALUE", "MESSAGE"} <= set(instances)
+    for name, schema in instances.items():
         assert compile_schema(schema) is not None, f"schemas.{name} no longer compiles"
+
+
+@settings(max_examples=150)
+@given(st.lists(json_values, max_size=4) | json_values)
+def test_many_loads_as_marshmallow_does(data: Any) -> None:
+    single = compile_schema(Child())
+    assert single is not None
+    several = compile_many(Child(), single)
+    assert several is not None
+    expected = _outcome(lambda: Child().load(data, many=True))
+    try:
+        got = ("loaded", several(data))
+    except Unsure:
+        return
+    assert got == expected
+
+
+def test_many_is_left_to_marshmallow_when_post_load_may_take_the_list() -> None:
+    single = compile_schema(WithPostLoad())
+    assert single is not None
+    assert compile_many(WithPostLoad(), single) is None
 
 
 # -- the whole parser, with and without the compiled loaders -----------------------------
@@ -315,7 +341,10 @@ def _bases() -> list[dict[str, Any]]:
         "image": {"caption": "look", "mime_type": "image/jpeg", "sha256": "abc", "id": "1"},
     }
     status = {"id": "wamid.S", "status": "read", "timestamp": "1700000000", "recipient_id": "1"}
+    # Every webhook body under tests/data (one per message type, status and error).
+    fixtures = [json.loads(path.read_text()) for path in sorted(DATA.glob("*.json"))]
     return [
+        *fixtures,
         envelope(change_value([text_message("hello", timestamp=1700000000)])),
         envelope(change_value([reply, image])),
         envelope(
@@ -361,7 +390,7 @@ def _parse_outcome(body: Any) -> tuple[str, Any]:
         return "refused", str(exc)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(base=st.sampled_from(_bases()), data=st.data())
 def test_parsing_is_the_same_with_and_without_compiled_loaders(
     base: dict[str, Any], data: st.DataObject
