@@ -98,7 +98,9 @@ class InMemoryStore:
         self.max_entries = max_entries
         self._clock = clock
         # Insertion order is expiry order, since every key gets the same TTL.
-        self._expiry: OrderedDict[str, float] = OrderedDict()
+        # Keys are kept as 64-bit digests: a wamid key is ~100 bytes as a str,
+        # ~36 as an int, and 100,000 of them collide with odds of about 1e-9.
+        self._expiry: OrderedDict[int, float] = OrderedDict()
         self._lock = threading.Lock()
         self._warned_full = False
 
@@ -113,9 +115,10 @@ class InMemoryStore:
     def claim(self, key: str) -> bool:
         """Atomically remember ``key``; ``True`` if it was not remembered yet."""
         now = self._clock()
+        digest = _digest(key)
         with self._lock:
             self._purge(now)
-            if key in self._expiry:
+            if digest in self._expiry:
                 return False
             if len(self._expiry) >= self.max_entries:
                 self._expiry.popitem(last=False)
@@ -126,13 +129,14 @@ class InMemoryStore:
                         "their TTL; raise max_entries or use RedisStore",
                         self.max_entries,
                     )
-            self._expiry[key] = now + self.ttl
+            self._expiry[digest] = now + self.ttl
             return True
 
     def release(self, key: str) -> None:
         """Forget ``key`` (nothing happens if it is unknown)."""
+        digest = _digest(key)
         with self._lock:
-            self._expiry.pop(key, None)
+            self._expiry.pop(digest, None)
 
     def _purge(self, now: float) -> None:
         while self._expiry:
@@ -140,6 +144,12 @@ class InMemoryStore:
             if expiry > now:
                 return
             del self._expiry[key]
+
+
+def _digest(key: str) -> int:
+    """A 64-bit digest of ``key``, stable within the process."""
+    raw = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(raw, "big")
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
