@@ -53,7 +53,7 @@ def error_from_response(response: requests.Response) -> GraphAPIError:
         )
         bare.retryable = is_retryable(bare)
         return bare
-    code = _int_or_none(error.get("code"))
+    code = int_or_none(error.get("code"))
     error_data = error.get("error_data")
     if not isinstance(error_data, Mapping):
         error_data = {}
@@ -61,7 +61,7 @@ def error_from_response(response: requests.Response) -> GraphAPIError:
     result = GraphAPIError(
         str(error.get("message") or f"Graph API error (HTTP {status})"),
         code=code,
-        error_subcode=_int_or_none(error.get("error_subcode")),
+        error_subcode=int_or_none(error.get("error_subcode")),
         http_status=status,
         fbtrace_id=_str_or_none(error.get("fbtrace_id")),
         error_type=_str_or_none(error.get("type")),
@@ -93,7 +93,8 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), 24 * 3600.0)
 
 
-def _int_or_none(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
+    """``int(value)`` for numbers and numeric strings Meta sends; ``None`` otherwise."""
     if isinstance(value, bool):
         return None
     try:

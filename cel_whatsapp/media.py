@@ -20,14 +20,13 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from .config import DEFAULT_MEDIA_MAX_BYTES
 from .errors import CelWhatsappError, GraphAPIError, GraphTransportError
-from .graph import GraphClient, error_from_response
+from .graph import GraphClient, error_from_response, int_or_none
 from .model import MediaAttachment
 
 logger = logging.getLogger(__name__)
@@ -185,7 +184,7 @@ class _Download:
         sha256 = info.get("sha256")
         if isinstance(sha256, str) and sha256 and sha256 not in self.expected:
             self.expected.append(sha256)
-        size = _int_or_none(info.get("file_size"))
+        size = int_or_none(info.get("file_size"))
         if size is not None and size > self.max_bytes:
             raise MediaTooLargeError(self.media_id, limit=self.max_bytes, size=size)
         return url
@@ -209,7 +208,7 @@ def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple
             raise _ExpiredURLError
         if response.status_code >= 400:
             raise error_from_response(response)
-        declared = _int_or_none(response.headers.get("Content-Length"))
+        declared = int_or_none(response.headers.get("Content-Length"))
         if declared is not None and declared > max_bytes:
             raise MediaTooLargeError(media_id, limit=max_bytes, size=declared)
         chunks: list[bytes] = []
@@ -266,12 +265,3 @@ def _trusted(url: str, base_url: str) -> bool:
     return parts.scheme == "https" and any(
         host == domain or host.endswith("." + domain) for domain in TRUSTED_MEDIA_DOMAINS
     )
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
