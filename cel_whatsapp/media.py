@@ -15,7 +15,6 @@ one has expired (404).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import logging
 import re
@@ -237,20 +236,19 @@ def _verify(media_id: str, actual_hex: str, expected: list[str]) -> None:
             raise MediaChecksumError(media_id, expected=value, actual=actual_hex)
 
 
+_HEX_DIGEST = re.compile(r"[0-9A-Fa-f]{64}")
+# The standard or the URL-safe alphabet, padded to a multiple of 4 characters.
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/_-]{4})*(?:[A-Za-z0-9+/_-]{2}==|[A-Za-z0-9+/_-]{3}=)?")
+
+
 def _digest(value: str) -> bytes | None:
     """A SHA-256 given as hex (Graph lookups) or base64 (webhooks), as 32 bytes."""
     text = value.strip()
-    if len(text) == 64:
-        try:
-            return bytes.fromhex(text)
-        except ValueError:
-            pass
+    if _HEX_DIGEST.fullmatch(text):
+        return bytes.fromhex(text)
     padded = text + "=" * (-len(text) % 4)
-    for altchars in (None, b"-_"):
-        try:
-            raw = base64.b64decode(padded, altchars=altchars, validate=True)
-        except (binascii.Error, ValueError):
-            continue
+    if _BASE64.fullmatch(padded):
+        raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"))
         if len(raw) == 32:
             return raw
     return None

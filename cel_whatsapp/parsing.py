@@ -151,9 +151,12 @@ def _load_contacts(raw_contacts: list[Any]) -> list[dict[str, Any]]:
     """``value.contacts``, dropping malformed entries instead of the whole change."""
     try:
         loaded: list[dict[str, Any]] = schemas.CONTACT.load(raw_contacts, many=True)
-        return loaded
     except schemas.ValidationError:
-        pass
+        return _load_contacts_one_by_one(raw_contacts)
+    return loaded
+
+
+def _load_contacts_one_by_one(raw_contacts: list[Any]) -> list[dict[str, Any]]:
     contacts = []
     for raw in raw_contacts:
         try:

@@ -55,13 +55,13 @@ class _Base(Schema):
         """``Schema.load``, fast for the well-formed payloads Meta sends."""
         if partial is None and unknown is None:
             single, several = self._fast_loaders()
-            try:
-                if not many and single is not None:
-                    return single(data)
-                if many and several is not None:
-                    return several(data)
-            except Unsure:
-                pass
+            fast = several if many else single
+            if fast is not None:
+                try:
+                    return fast(data)
+                except Unsure:
+                    # Unusual input: marshmallow's own load gives the result or the error.
+                    return super().load(data, many=many)
         return super().load(data, many=many, partial=partial, unknown=unknown)
 
     def _fast_loaders(self) -> tuple[Loader | None, Callable[[Any], list[Any]] | None]:

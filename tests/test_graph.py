@@ -85,7 +85,7 @@ def test_read_timeout_is_a_transport_error_maybe_sent(graph: FakeGraphAPI) -> No
 
 def test_session_resolves_proxy_settings_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    client = GraphClient(TOKEN, "https://graph.facebook.com/v25.0")
+    client = GraphClient(TOKEN, "https://graph.example.invalid/v25.0")
     assert client.session.trust_env is False
     assert client.session.proxies.get("https") == "http://proxy.invalid:3128"
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -199,7 +200,8 @@ def _alive(settings: HubSettings) -> bool:
             headers={"Authorization": f"Bearer {settings.token}"},
             timeout=(1.0, 3.0),
         )
-    except requests.RequestException:
+    except requests.RequestException as exc:
+        logger.debug("simulator hub at %s is not answering: %s", settings.root_url, exc)
         return False
     finally:
         session.close()
@@ -211,11 +213,8 @@ def _port_of(settings: HubSettings) -> int:
 
 
 def _can_lock() -> bool:
-    try:
-        import fcntl  # noqa: F401
-    except ImportError:  # Windows: no gunicorn there either; each process gets its own hub
-        return False
-    return True
+    # No fcntl on Windows (no gunicorn there either): each process gets its own hub.
+    return importlib.util.find_spec("fcntl") is not None
 
 
 def _rendezvous_path(key: str) -> Path:
@@ -240,7 +239,8 @@ def _locked(path: Path) -> Iterator[None]:
 def _read(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        logger.debug("no usable simulator rendezvous file at %s: %s", path, exc)
         return None
     return data if isinstance(data, dict) and isinstance(data.get("settings"), dict) else None
 
