@@ -121,14 +121,15 @@ class ChangeSchema(_Base):
 
 class EntrySchema(_Base):
     id = fields.String(load_default=None)
-    changes = fields.List(fields.Raw(), load_default=list)
+    # Items may be null: each is checked on its own, so a null skips itself only.
+    changes = fields.List(fields.Raw(allow_none=True), load_default=list)
 
 
 class EnvelopeSchema(_Base):
     """The body of a webhook POST: ``{"object": ..., "entry": [...]}``."""
 
     object = fields.String(load_default=None)
-    entry = fields.List(fields.Raw(), required=True)
+    entry = fields.List(fields.Raw(allow_none=True), required=True)
 
 
 class TextSchema(_Base):

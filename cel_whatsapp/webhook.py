@@ -129,9 +129,6 @@ class WebhookHandler:
             data = json.loads(body)
         except (ValueError, RecursionError):
             return HttpResult.error(400, "body is not valid JSON")
-        nulls = drop_null_items(data)
-        if nulls:
-            logger.warning("webhook: %d null item(s) skipped", nulls)
         try:
             parsed = parse_webhook(data, phone_number_id=self.phone_number_id)
         except PayloadError as exc:
@@ -218,33 +215,3 @@ class WebhookHandler:
                     message.id,
                     exc,
                 )
-
-
-def drop_null_items(data: Any) -> int:
-    """Remove ``null`` items from the envelope's lists, in place; return how many.
-
-    The schemas refuse a list holding ``null``, which would throw away every
-    valid sibling of the null (a whole batch, change or entry); skipping the
-    null alone keeps the rest of the batch answered. Only the lists on the
-    path to messages are visited: ``entry``, ``changes``, ``messages`` and
-    ``statuses``.
-    """
-    removed = 0
-
-    def prune(parent: Any, key: str) -> list[Any]:
-        nonlocal removed
-        items = parent.get(key) if isinstance(parent, dict) else None
-        if not isinstance(items, list):
-            return []
-        kept = [item for item in items if item is not None]
-        if len(kept) != len(items):
-            removed += len(items) - len(kept)
-            parent[key] = kept
-        return kept
-
-    for entry in prune(data, "entry"):
-        for change in prune(entry, "changes"):
-            value = change.get("value") if isinstance(change, dict) else None
-            prune(value, "messages")
-            prune(value, "statuses")
-    return removed

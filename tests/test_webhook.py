@@ -324,3 +324,16 @@ def test_secrets_never_logged(
         )
     for secret in (TOKEN, APP_SECRET, VERIFY_TOKEN):
         assert secret not in caplog.text
+
+
+def test_null_items_skip_themselves_only(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    client, seen = _recording_client(make_connector)
+    body = envelope(change_value([text_message("kept", sender="222")]))
+    body["entry"].insert(0, None)
+    body["entry"][1]["changes"].insert(0, None)
+    body["entry"][1]["changes"][1]["value"]["messages"].insert(0, None)
+    assert post_webhook(client, body).status_code == 200
+    assert [m.text for m in seen] == ["kept"]
+    assert graph.sent_texts() == ["re: kept"]
