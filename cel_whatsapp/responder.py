@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Union
+from typing import Union
 
 from .errors import GraphAPIError
 from .graph import GraphClient
 from .limits import DEFAULT_POLICY
 from .model import Lead, Message
-from .outbox import Outbox, sent_message_id  # noqa: F401 - still importable from here
+from .outbox import Outbox
 from .replies import Reply
 from .streaming import StreamMode, TextStreamer
 
@@ -50,23 +50,6 @@ def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
         yield item
 
 
-def text_payload(lead: Lead, body: str) -> dict[str, Any]:
-    """The send payload of a plain text message to ``lead``."""
-    payload: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
-    payload.update(lead.recipient)
-    payload["type"] = "text"
-    payload["text"] = {"body": body}
-    return payload
-
-
-def reply_payload(lead: Lead, reply: Reply) -> dict[str, Any]:
-    """The send payload of a rich reply to ``lead``."""
-    payload = reply.payload()
-    payload["recipient_type"] = "individual"
-    payload.update(lead.recipient)
-    return payload
-
-
 class Responder:
     """Answers messages for one business number."""
 
@@ -90,10 +73,6 @@ class Responder:
         self.outbox = Outbox(graph, phone_number_id, limits=limits)
         self.fallback_text = fallback_text
         self._on_send_error = on_send_error
-
-    def send_payload(self, payload: dict[str, Any]) -> str | None:
-        """Send one payload; return the new message's wamid."""
-        return self.outbox.post(payload)
 
     def mark_read(self, message_id: str, *, typing: bool = True) -> None:
         """Mark ``message_id`` read, with the typing indicator unless ``typing=False``."""
