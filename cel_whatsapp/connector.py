@@ -249,16 +249,7 @@ class WhatsappConnector:
 
     def _configure(self, app_config: Mapping[str, Any] | None) -> None:
         """Fill missing values from ``app.config`` then the environment; fail if still missing."""
-        self.token = self.token or config.lookup(config.TOKEN_KEY, app_config)
-        if self.phone_number_id is None:
-            self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY, app_config)
-        self.verify_token = self.verify_token or config.lookup(config.VERIFY_TOKEN_KEY, app_config)
-        if self._app_secret is None:
-            self._app_secret = config.lookup(config.APP_SECRET_KEY, app_config)
-        if self.api_version is None:
-            self.api_version = config.lookup(config.API_VERSION_KEY, app_config)
-        if self._explicit_base_url is None:
-            self.base_url = config.lookup(config.BASE_URL_KEY, app_config)
+        self._fill_missing(app_config)
         missing = [
             key
             for key, value in (
@@ -324,22 +315,26 @@ class WhatsappConnector:
 
     # -- sending outside a webhook ---------------------------------------------------
 
-    def _read_missing_settings(self) -> None:
-        """Fill settings still missing from the environment (for use outside a registered app)."""
-        self.token = self.token or config.lookup(config.TOKEN_KEY)
+    def _fill_missing(self, app_config: Mapping[str, Any] | None) -> None:
+        """Fill values the constructor did not get from ``app_config``, then the environment.
+
+        Outside a registered app (a script, a worker) ``app_config`` is ``None``
+        and only the environment is read.
+        """
+        self.token = self.token or config.lookup(config.TOKEN_KEY, app_config)
         if self.phone_number_id is None:
-            self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY)
-        if self._responder is None:
-            # Not registered on an app (a script or a worker): read what
-            # registration would have read, from the environment only.
-            if self.api_version is None:
-                self.api_version = config.lookup(config.API_VERSION_KEY)
-            if self._explicit_base_url is None:
-                self.base_url = config.lookup(config.BASE_URL_KEY)
+            self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY, app_config)
+        self.verify_token = self.verify_token or config.lookup(config.VERIFY_TOKEN_KEY, app_config)
+        if self._app_secret is None:
+            self._app_secret = config.lookup(config.APP_SECRET_KEY, app_config)
+        if self.api_version is None:
+            self.api_version = config.lookup(config.API_VERSION_KEY, app_config)
+        if self._explicit_base_url is None:
+            self.base_url = config.lookup(config.BASE_URL_KEY, app_config)
 
     def _outbox(self) -> Outbox:
         """An outbox for proactive sends; settings missing so far come from the environment."""
-        self._read_missing_settings()
+        self._fill_missing(None)
         if not self.phone_number_id:
             key = config.PHONE_NUMBER_ID_KEY
             raise ConfigurationError(
@@ -389,7 +384,7 @@ class WhatsappConnector:
         :class:`~cel_whatsapp.MediaDownloadError` when the file is larger than
         ``max_bytes`` or fails its SHA-256 check. See :func:`cel_whatsapp.media.download_media`.
         """
-        self._read_missing_settings()
+        self._fill_missing(None)
         graph = self._graph_client()
         return media.download_media(graph, media_id, max_bytes=max_bytes, sha256=sha256)
 
