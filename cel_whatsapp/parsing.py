@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from marshmallow import Schema
+
 from . import schemas
 from .content import Content, parse_content, webhook_error
 from .errors import PayloadError
@@ -55,6 +57,19 @@ def _field_names(err: schemas.ValidationError) -> str:
     return "body"
 
 
+def _load_or_skip(
+    schema: Schema, raw: Any, where: str, result: ParsedWebhook
+) -> dict[str, Any] | None:
+    """``schema.load(raw)``, or ``None`` after logging and counting a malformed item."""
+    try:
+        loaded: dict[str, Any] = schema.load(raw)
+    except schemas.ValidationError as err:
+        logger.warning("skipping malformed %s (%s)", where, _field_names(err))
+        result.skipped += 1
+        return None
+    return loaded
+
+
 def parse_webhook(data: Any, *, phone_number_id: str | None) -> ParsedWebhook:
     """Parse a decoded webhook body.
 
@@ -73,11 +88,8 @@ def parse_webhook(data: Any, *, phone_number_id: str | None) -> ParsedWebhook:
 
     result = ParsedWebhook()
     for entry_index, raw_entry in enumerate(envelope["entry"]):
-        try:
-            entry = schemas.ENTRY.load(raw_entry)
-        except schemas.ValidationError as err:
-            logger.warning("skipping malformed entry[%d] (%s)", entry_index, _field_names(err))
-            result.skipped += 1
+        entry = _load_or_skip(schemas.ENTRY, raw_entry, f"entry[{entry_index}]", result)
+        if entry is None:
             continue
         for change_index, raw_change in enumerate(entry["changes"]):
             where = f"entry[{entry_index}].changes[{change_index}]"
@@ -173,11 +185,8 @@ def _parse_message(
     where: str,
     result: ParsedWebhook,
 ) -> None:
-    try:
-        loaded = schemas.MESSAGE.load(raw)
-    except schemas.ValidationError as err:
-        logger.warning("skipping malformed %s (%s)", where, _field_names(err))
-        result.skipped += 1
+    loaded = _load_or_skip(schemas.MESSAGE, raw, where, result)
+    if loaded is None:
         return
     lead = _lead_for(loaded, contacts, base["phone_number_id"])
     if lead is None:
@@ -192,11 +201,8 @@ def _parse_message(
 
 
 def _parse_echo(raw: Any, base: Mapping[str, Any], where: str, result: ParsedWebhook) -> None:
-    try:
-        loaded = schemas.ECHO.load(raw)
-    except schemas.ValidationError as err:
-        logger.warning("skipping malformed %s (%s)", where, _field_names(err))
-        result.skipped += 1
+    loaded = _load_or_skip(schemas.ECHO, raw, where, result)
+    if loaded is None:
         return
     phone, user_id = loaded["to"] or None, loaded["to_user_id"] or None
     lead_id = phone or user_id
@@ -317,11 +323,8 @@ def _message_errors(raw_errors: Any, where: str) -> tuple[WebhookError, ...]:
 
 
 def _parse_status(raw: Any, where: str, result: ParsedWebhook) -> None:
-    try:
-        loaded = schemas.STATUS.load(raw)
-    except schemas.ValidationError as err:
-        logger.warning("skipping malformed %s (%s)", where, _field_names(err))
-        result.skipped += 1
+    loaded = _load_or_skip(schemas.STATUS, raw, where, result)
+    if loaded is None:
         return
     pricing, conversation = loaded["pricing"], loaded["conversation"]
     result.statuses.append(
@@ -340,10 +343,7 @@ def _parse_status(raw: Any, where: str, result: ParsedWebhook) -> None:
 
 
 def _parse_error(raw: Any, where: str, result: ParsedWebhook) -> None:
-    try:
-        loaded = schemas.ERROR.load(raw)
-    except schemas.ValidationError as err:
-        logger.warning("skipping malformed %s (%s)", where, _field_names(err))
-        result.skipped += 1
+    loaded = _load_or_skip(schemas.ERROR, raw, where, result)
+    if loaded is None:
         return
     result.errors.append(webhook_error(loaded))
