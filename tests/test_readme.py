@@ -17,6 +17,7 @@ def _python_blocks() -> list[str]:
 
 def test_testing_kit_example_passes() -> None:
     [block] = [b for b in _python_blocks() if "def test_my_bot_answers" in b]
+    assert "assert graph.sent_texts()" in block  # the example checks the reply itself
     namespace: dict[str, Any] = {"__name__": "readme_example"}
     exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
     namespace["test_my_bot_answers"]()

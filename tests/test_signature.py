@@ -95,7 +95,9 @@ def test_raw_utf8_body_is_verified_byte_for_byte(client: FlaskClient, graph: Fak
 def test_uppercase_hex_digest_is_accepted() -> None:
     raw = b'{"entry":[]}'
     header = signature.sign(raw, APP_SECRET)
-    signature.verify(raw, "sha256=" + header[7:].upper(), APP_SECRET)
+    signature.verify(raw, "sha256=" + header[7:].upper(), APP_SECRET)  # raises if refused
+    with pytest.raises(signature.SignatureError):
+        signature.verify(raw, "sha256=" + "A" * 64, APP_SECRET)
 
 
 def test_no_app_secret_accepts_unsigned_and_warns_once(
