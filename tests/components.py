@@ -28,11 +28,16 @@ def require(executable: str, why: str) -> str:
     """The path of ``executable``; skip (or fail under CI) when it is missing."""
     path = shutil.which(executable)
     if path is None:
-        reason = f"{executable} is not installed ({why}); .ci/run installs it with apt-get"
-        if os.environ.get("CEL_WHATSAPP_REQUIRE_COMPONENTS") == "1":
-            pytest.fail(reason + " and CEL_WHATSAPP_REQUIRE_COMPONENTS=1 forbids skipping")
-        pytest.skip(reason)
+        skip_or_fail(f"{executable} is not installed ({why}); .ci/run installs it with apt-get")
+    assert path is not None
     return path
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip for a missing component; fail instead under CEL_WHATSAPP_REQUIRE_COMPONENTS=1."""
+    if os.environ.get("CEL_WHATSAPP_REQUIRE_COMPONENTS") == "1":
+        pytest.fail(reason + " and CEL_WHATSAPP_REQUIRE_COMPONENTS=1 forbids skipping")
+    pytest.skip(reason)
 
 
 def free_port() -> int:

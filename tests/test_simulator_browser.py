@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ from typing import Any
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from .components import ROOT, free_port, skip_or_fail
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--headless",
@@ -46,19 +46,14 @@ def _require_browser() -> Any:
         sync_playwright = None
         missing.append('Playwright for Python (pip install -e ".[test]")')
     if missing:
-        reason = "browser test needs " + " and ".join(missing)
-        if os.environ.get("CEL_WHATSAPP_REQUIRE_COMPONENTS") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail("browser test needs " + " and ".join(missing))
     return sync_playwright
 
 
 @pytest.fixture
 def sample_bot(tmp_path: Path) -> Iterator[str]:
     """``python -m sample_app`` on a free port, with no Meta credentials."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
