@@ -6,6 +6,7 @@ outside a webhook.
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import os
 import time
@@ -18,7 +19,7 @@ from requests.utils import get_environ_proxies
 
 from .config import DEFAULT_TIMEOUT
 from .errors import GraphAPIError, GraphTransportError
-from .quick_send import QuickSender
+from .quick_send import Answer, QuickSender
 from .retry import PAIR_RATE_CODE, TRANSIENT_CODES, Retrier, RetryPolicy, is_retryable
 
 logger = logging.getLogger(__name__)
@@ -31,17 +32,31 @@ Timeout = float | tuple[float, float]
 RETRYABLE_CODES = TRANSIENT_CODES | {PAIR_RATE_CODE}
 
 
+#: requests' errors raised after the request was sent, besides timeouts.
+_FAILED_AFTER_SENDING = (
+    requests.exceptions.ContentDecodingError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.TooManyRedirects,
+    requests.exceptions.RetryError,
+)
+
+
 def error_from_response(response: requests.Response) -> GraphAPIError:
+    """Build a :class:`GraphAPIError` from an error answer of the Graph API."""
+    return error_from_answer(Answer(response.status_code, response.headers, response.content))
+
+
+def error_from_answer(answer: Answer) -> GraphAPIError:
     """Build a :class:`GraphAPIError` from an error answer of the Graph API.
 
     Meta's error body is ``{"error": {"message", "type", "code",
     "error_subcode", "error_data": {"details"}, "fbtrace_id"}}``; anything
     else (an HTML error page from a proxy, say) still gives a useful error.
     """
-    status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    status = answer.status
+    retry_after = parse_retry_after(answer.headers.get("Retry-After"))
     try:
-        body = response.json()
+        body = jsonlib.loads(answer.content)
     except ValueError:
         body = None
     error = body.get("error") if isinstance(body, Mapping) else None
@@ -199,11 +214,12 @@ class GraphClient:
         kwargs.setdefault("timeout", self.timeout)
         url = self.url(path)
         try:
-            response = None
+            answer = None
             if self._quick is not None and len(kwargs) == 1:  # only the timeout: an API call
-                response = self._quick.send(method, url, json, kwargs["timeout"])
-            if response is None:
+                answer = self._quick.send(method, url, json, kwargs["timeout"])
+            if answer is None:
                 response = self.session.request(method, url, json=json, **kwargs)
+                answer = Answer(response.status_code, response.headers, response.content)
         except requests.ConnectionError as exc:
             sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
             raise GraphTransportError(
@@ -214,21 +230,28 @@ class GraphClient:
                 "the Graph API did not answer in time (the request may have been processed)",
                 request_sent=True,
             ) from exc
-        if response.status_code >= 400:
-            error = error_from_response(response)
+        except _FAILED_AFTER_SENDING as exc:
+            # The request went out but its answer could not be read: it may
+            # have been processed.
+            raise GraphTransportError(
+                f"the Graph API's answer could not be read ({type(exc).__name__})",
+                request_sent=True,
+            ) from exc
+        if answer.status >= 400:
+            error = error_from_answer(answer)
             logger.debug("Graph API error on %s %s: %s", method, path, error)
             raise error
         try:
-            data = response.json()
+            data = jsonlib.loads(answer.content)
         except ValueError as exc:
             raise GraphAPIError(
                 "Graph API answered with a body that is not JSON",
-                http_status=response.status_code,
+                http_status=answer.status,
             ) from exc
         if not isinstance(data, dict):
             raise GraphAPIError(
                 "Graph API answered with JSON that is not an object",
-                http_status=response.status_code,
+                http_status=answer.status,
             )
         return data
 

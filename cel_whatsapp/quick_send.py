@@ -1,40 +1,82 @@
 """Sending through our own ``requests.Session`` without redoing constant work per call.
 
 For every call ``Session.request`` rebuilds a ``Request``, merges the
-session's headers, cookies, auth, params and hooks into it (several of these
-merges go through slow ``typing`` protocol checks), re-parses and re-quotes
-the URL, re-reads the environment's proxy settings unless ``trust_env`` is
-off, then ``Session.send`` looks the adapter up, runs the hooks, extracts
-cookies and checks for redirects. Under gunicorn this came to more than half
-a reply's cost (``python -m bench``, scenario 1), yet for the session
-:class:`~cel_whatsapp.graph.GraphClient` builds itself nearly all of it gives
-the same result on every call.
+session's headers, cookies, auth, params and hooks into it, re-parses the
+URL and re-reads the environment's proxy settings unless ``trust_env`` is
+off; then ``HTTPAdapter.send`` looks the connection pool up again, and
+``build_response`` wraps urllib3's answer in a ``Response`` with a fresh
+cookie jar, whose body is then read back through a chunk generator. Under
+gunicorn this was most of a reply's cost (``python -m bench``, scenario 1),
+yet for the session :class:`~cel_whatsapp.graph.GraphClient` builds itself
+nearly all of it gives the same result on every call.
 
-:class:`QuickSender` prepares each (method, URL) once through
-``Session.prepare_request``, and per call copies that prepared request, adds
-the JSON body and hands it to the session's adapter with the settings
-``Session.request`` would pass (``trust_env`` is off, so they are the
-session's own). Cookies a response sets are still stored in the session, and
-redirects are still followed through ``Session.resolve_redirects``.
+:class:`QuickSender` works that out once per (method, URL): the request
+``Session.prepare_request`` would make, and the connection pool the session's
+``HTTPAdapter`` would pick for it, with the TLS settings it would apply. Per
+call it encodes the JSON body, posts it on that pool with the arguments the
+adapter passes (its ``max_retries``, no redirects) and returns the
+:class:`Answer`. urllib3's errors become the ``requests`` exceptions the
+adapter raises for them, so callers handle one set of errors.
 
 It only runs while the session is in the shape it relies on: nothing that
-depends on the call (auth, params, hooks, cookies, ``trust_env``) set; headers
-are compared on every call and a change prepares anew. Otherwise
-:meth:`QuickSender.send` returns ``None`` and the caller uses
-``Session.request``.
+depends on the call (auth, params, hooks, cookies, ``trust_env``) set, a plain
+``HTTPAdapter`` mounted, no proxy for the URL (a proxied send goes through
+the adapter as usual, with the proxies read once). Headers, ``verify`` and
+``cert`` are compared on every call and a change works things out anew.
+Otherwise :meth:`QuickSender.send` returns ``None`` and the caller uses
+``Session.request``. The rare answer that needs more (a redirect, a cookie)
+is handed back to ``requests`` to finish the way ``Session.send`` would.
 """
 
 from __future__ import annotations
 
+import json as jsonlib
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.cookies import extract_cookies_to_jar
+from requests.utils import select_proxy
+from urllib3 import Timeout as PoolTimeout
+from urllib3.exceptions import (
+    ClosedPoolError,
+    ConnectTimeoutError,
+    DecodeError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    ResponseError,
+)
+from urllib3.exceptions import SSLError as PoolSSLError
 
-__all__ = ["QuickSender"]
+__all__ = ["Answer", "QuickSender"]
 
-_MAX_TEMPLATES = 64  # one per endpoint; media URLs would otherwise pile up
+_MAX_ROUTES = 64  # one per endpoint; media URLs would otherwise pile up
+
+
+class Answer(NamedTuple):
+    """What the Graph API answered: status, headers (case-insensitive) and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Everything about one (method, URL) that stays the same from call to call."""
+
+    settings: tuple[Any, ...]  # what it was worked out from: headers, verify, cert
+    prepared: requests.PreparedRequest  # body-less, as Session.prepare_request makes it
+    adapter: Any  # the session's adapter for the URL (an HTTPAdapter when pool is set)
+    pool: Any  # urllib3's HTTPConnectionPool for the URL's host; None: not for us
+    target: str  # the request target: path and query
+    headers: dict[str, str]
 
 
 class QuickSender:
@@ -42,9 +84,8 @@ class QuickSender:
 
     def __init__(self, session: requests.Session) -> None:
         self.session = session
-        self._templates: dict[
-            tuple[str, str], tuple[tuple[Any, ...], requests.PreparedRequest]
-        ] = {}
+        self._routes: dict[tuple[str, str], _Route] = {}
+        self._timeouts: dict[Any, PoolTimeout] = {}
 
     def usable(self) -> bool:
         """True while the session has nothing that ``Session.request`` would merge per call."""
@@ -59,48 +100,171 @@ class QuickSender:
 
     def send(
         self, method: str, url: str, json: Mapping[str, Any] | None, timeout: Any
-    ) -> requests.Response | None:
+    ) -> Answer | None:
         """Send like ``session.request(method, url, json=json, timeout=timeout)``.
 
-        Returns ``None`` when the session is not in a shape this mirrors.
-        Raises what ``Session.request`` raises.
+        Returns ``None``, having sent nothing, when the session is not in a
+        shape this mirrors. Raises what ``Session.request`` raises.
         """
         if not self.usable():
             return None
+        route = self._route(method, url)
+        if route is None:
+            return None
+        body = None
+        headers = route.headers
+        if json is not None:
+            # As PreparedRequest.prepare_body encodes and labels it.
+            try:
+                body = jsonlib.dumps(json, allow_nan=False).encode("utf-8")
+            except ValueError as exc:
+                raise requests.exceptions.InvalidJSONError(exc) from exc
+            headers = {
+                **headers,
+                "Content-Type": "application/json",
+                "Content-Length": str(len(body)),
+            }
+        pool_timeout = self._pool_timeout(timeout)
+        try:
+            try:
+                raw = self._urlopen(route, method, body, headers, pool_timeout)
+            except ClosedPoolError:
+                # The adapter's pool manager closed this pool (session.close(),
+                # or too many hosts): nothing was sent; take today's pool.
+                self._routes.pop((method, url), None)
+                route = self._route(method, url)
+                if route is None:
+                    return None
+                raw = self._urlopen(route, method, body, headers, pool_timeout)
+        except HTTPError as exc:
+            raise _as_requests_error(exc) from exc
+        except OSError as exc:
+            raise requests.ConnectionError(exc) from exc
+        if raw.get_redirect_location() or "set-cookie" in raw.headers:
+            return self._finish_with_requests(route, raw, json, timeout)
+        return Answer(raw.status, raw.headers, raw.data)
+
+    @staticmethod
+    def _urlopen(
+        route: _Route,
+        method: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: PoolTimeout,
+    ) -> Any:
+        # The arguments HTTPAdapter.send gives, except that the body is read
+        # (and decoded) at once, as Session.send does when not streaming.
+        return route.pool.urlopen(
+            method=method,
+            url=route.target,
+            body=body,
+            headers=headers,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=True,
+            decode_content=True,
+            retries=route.adapter.max_retries,
+            timeout=timeout,
+            chunked=False,
+        )
+
+    def _route(self, method: str, url: str) -> _Route | None:
+        """The route for (method, URL), or ``None`` when requests' own path must send."""
         session = self.session
-        prepared = self._template(method, url).copy()
+        settings = (
+            tuple(session.headers.items()),
+            session.verify,
+            session.cert,
+            tuple(session.proxies.items()),
+        )
+        key = (method, url)
+        route = self._routes.get(key)
+        if route is None or route.settings != settings:
+            route = self._new_route(method, url, settings)
+            if len(self._routes) >= _MAX_ROUTES:
+                self._routes.clear()
+            self._routes[key] = route
+        return route if route.pool is not None else None
+
+    def _new_route(self, method: str, url: str, settings: tuple[Any, ...]) -> _Route:
+        session = self.session
+        prepared = session.prepare_request(requests.Request(method, url))
+        adapter = session.get_adapter(url)
+        pool = None
+        # A custom adapter, or a proxy for this URL: requests' own path sends.
+        if type(adapter) is HTTPAdapter and not select_proxy(url, session.proxies):
+            pool = adapter.get_connection_with_tls_context(
+                prepared, session.verify, proxies=session.proxies, cert=session.cert
+            )
+            adapter.cert_verify(pool, url, session.verify, session.cert)  # type: ignore[no-untyped-call,unused-ignore]
+        return _Route(
+            settings=settings,
+            prepared=prepared,
+            adapter=adapter,
+            pool=pool,
+            target=prepared.path_url,
+            headers=dict(prepared.headers),
+        )
+
+    def _pool_timeout(self, timeout: Any) -> PoolTimeout:
+        cached = self._timeouts.get(timeout)
+        if cached is None:
+            if isinstance(timeout, tuple):
+                connect, read = timeout
+                cached = PoolTimeout(connect=connect, read=read)
+            else:
+                cached = PoolTimeout(connect=timeout, read=timeout)
+            if len(self._timeouts) < _MAX_ROUTES:
+                self._timeouts[timeout] = cached
+        return cached
+
+    def _finish_with_requests(
+        self, route: _Route, raw: Any, json: Mapping[str, Any] | None, timeout: Any
+    ) -> Answer:
+        """Store cookies and follow redirects as ``Session.send`` does."""
+        session = self.session
+        prepared = route.prepared.copy()
         prepared.prepare_body(None, None, json)
+        response = route.adapter.build_response(prepared, raw)
+        extract_cookies_to_jar(session.cookies, prepared, raw)  # type: ignore[no-untyped-call,unused-ignore]
+        if not response.is_redirect:
+            return Answer(raw.status, raw.headers, raw.data)  # the body was read already
         settings: dict[str, Any] = {
             "timeout": timeout,
             "verify": session.verify,
             "cert": session.cert,
             "proxies": session.proxies,
-            "stream": session.stream,
+            "stream": False,
         }
-        response = session.get_adapter(str(prepared.url)).send(prepared, **settings)
-        headers = response.headers
-        if "set-cookie" in headers or "set-cookie2" in headers:
-            extract_cookies_to_jar(session.cookies, prepared, response.raw)  # type: ignore[no-untyped-call,unused-ignore]
-        if response.is_redirect:
-            # As Session.send does when allow_redirects is on.
-            history = list(session.resolve_redirects(response, prepared, **settings))
-            if history:
-                history.insert(0, response)
-                response = history.pop()
-                response.history = history
-        if not session.stream:
-            response.content  # noqa: B018 - read the body now, as Session.send does
-        return response
+        history = list(session.resolve_redirects(response, prepared, **settings))
+        if history:
+            history.insert(0, response)
+            response = history.pop()
+            response.history = history
+        return Answer(response.status_code, response.headers, response.content)
 
-    def _template(self, method: str, url: str) -> requests.PreparedRequest:
-        """The request ``Session.prepare_request`` makes for (method, URL) and today's headers."""
-        headers = tuple(self.session.headers.items())
-        key = (method, url)
-        cached = self._templates.get(key)
-        if cached is not None and cached[0] == headers:
-            return cached[1]
-        template = self.session.prepare_request(requests.Request(method, url))
-        if len(self._templates) >= _MAX_TEMPLATES:
-            self._templates.clear()
-        self._templates[key] = (headers, template)
-        return template
+
+def _as_requests_error(exc: HTTPError) -> Exception:
+    """The exception ``HTTPAdapter.send`` raises for urllib3's ``exc``."""
+    if isinstance(exc, MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError):
+            return requests.ConnectTimeout(exc)
+        if isinstance(reason, ResponseError):
+            return requests.exceptions.RetryError(exc)
+        if isinstance(reason, ProxyError):
+            return requests.exceptions.ProxyError(exc)
+        if isinstance(reason, PoolSSLError):
+            return requests.exceptions.SSLError(exc)
+        return requests.ConnectionError(exc)
+    if isinstance(exc, (ProtocolError, ClosedPoolError)):
+        return requests.ConnectionError(exc)
+    if isinstance(exc, ProxyError):
+        return requests.exceptions.ProxyError(exc)
+    if isinstance(exc, PoolSSLError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(exc, ReadTimeoutError):
+        return requests.ReadTimeout(exc)
+    if isinstance(exc, DecodeError):
+        return requests.exceptions.ContentDecodingError(exc)
+    return requests.exceptions.RequestException(exc)

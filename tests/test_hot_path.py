@@ -8,7 +8,12 @@ These count calls; they never time anything (timings live in ``bench/``).
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
+import math
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -146,6 +151,110 @@ def test_session_headers_changed_later_are_sent(graph: FakeGraphAPI) -> None:
     client.session.headers["X-Extra"] = "yes"
     client.send_message("123", PAYLOAD)
     assert graph.requests[-1].headers["x-extra"] == "yes"
+
+
+def test_lean_send_takes_a_new_pool_after_the_session_closed_its_pools(
+    graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = GraphClient(TOKEN, graph.base_url)
+    full_requests = CallCounter(monkeypatch, requests.Session, "request")
+    client.send_message("123", PAYLOAD)
+    client.session.close()  # closes every pool the adapter made, the cached one too
+    client.send_message("123", PAYLOAD)
+    assert len(graph.requests) == 2
+    assert full_requests.calls == 0
+
+
+def test_lean_send_refuses_what_json_cannot_carry_as_requests_does(graph: FakeGraphAPI) -> None:
+    client = GraphClient(TOKEN, graph.base_url)
+    bad = {**PAYLOAD, "text": {"body": math.nan}}
+    with pytest.raises(requests.exceptions.InvalidJSONError):
+        client.send_message("123", bad)
+    client._quick = None
+    with pytest.raises(requests.exceptions.InvalidJSONError):
+        client.send_message("123", bad)
+    assert graph.requests == []
+
+
+def test_a_custom_adapter_takes_the_normal_path(graph: FakeGraphAPI) -> None:
+    class CountingAdapter(requests.adapters.HTTPAdapter):
+        sends = 0
+
+        def send(self, *args: Any, **kwargs: Any) -> requests.Response:
+            CountingAdapter.sends += 1
+            return super().send(*args, **kwargs)
+
+    client = GraphClient(TOKEN, graph.base_url)
+    client.session.mount("http://", CountingAdapter())
+    client.send_message("123", PAYLOAD)
+    assert CountingAdapter.sends == 1
+    assert len(graph.requests) == 1
+
+
+class _OddAnswers(BaseHTTPRequestHandler):
+    """Answers the lean path hands back to requests: a redirect, a cookie, gzip."""
+
+    received: list[tuple[str, bytes, str | None]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, body, self.headers["Authorization"]))
+        if self.path.endswith("/moved/messages"):
+            self.send_response(307)
+            self.send_header("Location", self.path.replace("/moved/", "/123/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        answer = json.dumps({"messages": [{"id": "wamid.ODD"}], "cookie": self.headers["Cookie"]})
+        data = gzip.compress(answer.encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Set-Cookie", "lb=blue; Path=/")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _odd_server() -> Iterator[tuple[str, list[tuple[str, bytes, str | None]]]]:
+    received: list[tuple[str, bytes, str | None]] = []
+    handler = type("Handler", (_OddAnswers,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v25.0", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_lean_send_decodes_gzip_and_keeps_cookies_as_requests_does() -> None:
+    with _odd_server() as (base_url, received):
+        client = GraphClient(TOKEN, base_url)
+        first = client.send_message("123", PAYLOAD)
+        second = client.send_message("123", PAYLOAD)
+    assert len(received) == 2
+    assert first["messages"] == [{"id": "wamid.ODD"}]
+    assert first["cookie"] is None
+    assert client.session.cookies.get("lb") == "blue"
+    assert second["cookie"] == "lb=blue"  # sent back, as a session does
+
+
+def test_lean_send_follows_a_redirect_with_the_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    full_requests = CallCounter(monkeypatch, requests.Session, "request")
+    with _odd_server() as (base_url, received):
+        answer = GraphClient(TOKEN, base_url).send_message("moved", PAYLOAD)
+    assert full_requests.calls == 0  # the lean path sent it and handed the 307 to requests
+    assert answer["messages"] == [{"id": "wamid.ODD"}]
+    assert [path for path, _, _ in received] == ["/v25.0/moved/messages", "/v25.0/123/messages"]
+    # 307 keeps the method and the body; the same host keeps the token.
+    assert json.loads(received[1][1]) == PAYLOAD
+    assert received[1][2] == f"Bearer {TOKEN}"
 
 
 # -- proxies from the environment, resolved once and really used ----------------------------
