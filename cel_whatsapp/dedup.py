@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -78,11 +78,14 @@ def status_key(phone_number_id: str, status_id: str, status: str) -> str:
 class InMemoryStore:
     """A thread-safe, bounded store for one process (the default).
 
-    Keys live ``ttl`` seconds (default: Meta's 7-day redelivery window). At
-    most ``max_entries`` are kept; past that the oldest claims are forgotten
-    first (a warning is logged once). With several gunicorn workers each has
-    its own memory, so copies of a webhook landing on different workers are
-    not caught: use :class:`RedisStore` there.
+    Keys live ``ttl`` seconds (default: Meta's 7-day redelivery window), or
+    up to 0.1% longer: claims made close together share one expiry time.
+    At most ``max_entries`` are kept; past that the oldest claims are
+    forgotten first (a warning is logged once). With several gunicorn workers
+    each has its own memory, so copies of a webhook landing on different
+    workers are not caught: use :class:`RedisStore` there.
+
+    A full store of the default 100,000 keys takes about 8 MiB.
     """
 
     def __init__(
@@ -97,10 +100,18 @@ class InMemoryStore:
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
-        # Insertion order is expiry order, since every key gets the same TTL.
-        # Keys are kept as 64-bit digests: a wamid key is ~100 bytes as a str,
-        # ~36 as an int, and 100,000 of them collide with odds of about 1e-9.
-        self._expiry: OrderedDict[int, float] = OrderedDict()
+        # Keys are kept as 60-bit digests (an int of 32 bytes; a wamid key is
+        # ~100 bytes as a str); 100,000 of them collide with odds of about 1e-8.
+        self._live: set[int] = set()
+        # Every claim in claim order, which is expiry order since all share
+        # one TTL. Claims within ttl/1000 of a run's start join that run, and
+        # the run expires ttl after its latest claim: one float per run
+        # instead of one per key.
+        self._order: deque[int] = deque()
+        self._runs: deque[_Run] = deque()
+        self._run_width = ttl / 1000
+        # Released digests still in _order, with how many such older copies.
+        self._released: dict[int, int] = {}
         self._lock = threading.Lock()
         self._warned_full = False
 
@@ -110,7 +121,7 @@ class InMemoryStore:
     def __len__(self) -> int:
         with self._lock:
             self._purge(self._clock())
-            return len(self._expiry)
+            return len(self._live)
 
     def claim(self, key: str) -> bool:
         """Atomically remember ``key``; ``True`` if it was not remembered yet."""
@@ -118,10 +129,11 @@ class InMemoryStore:
         digest = _digest(key)
         with self._lock:
             self._purge(now)
-            if digest in self._expiry:
+            if digest in self._live:
                 return False
-            if len(self._expiry) >= self.max_entries:
-                self._expiry.popitem(last=False)
+            if len(self._live) >= self.max_entries:
+                while not self._forget_oldest():
+                    pass  # skipped an older, released copy
                 if not self._warned_full:
                     self._warned_full = True
                     logger.warning(
@@ -129,27 +141,65 @@ class InMemoryStore:
                         "their TTL; raise max_entries or use RedisStore",
                         self.max_entries,
                     )
-            self._expiry[digest] = now + self.ttl
+            self._live.add(digest)
+            self._order.append(digest)
+            runs = self._runs
+            if runs and now - runs[-1].started < self._run_width:
+                run = runs[-1]
+                run.expires = now + self.ttl
+                run.count += 1
+            else:
+                runs.append(_Run(now, now + self.ttl, 1))
             return True
 
     def release(self, key: str) -> None:
         """Forget ``key`` (nothing happens if it is unknown)."""
         digest = _digest(key)
         with self._lock:
-            self._expiry.pop(digest, None)
+            if digest in self._live:
+                self._live.remove(digest)
+                self._released[digest] = self._released.get(digest, 0) + 1
 
     def _purge(self, now: float) -> None:
-        while self._expiry:
-            key, expiry = next(iter(self._expiry.items()))
-            if expiry > now:
-                return
-            del self._expiry[key]
+        runs = self._runs
+        while runs and runs[0].expires <= now:
+            for _ in range(runs[0].count):
+                self._forget_oldest()
+
+    def _forget_oldest(self) -> bool:
+        """Drop the oldest claim; ``True`` if it was still live (not released)."""
+        digest = self._order.popleft()
+        run = self._runs[0]
+        run.count -= 1
+        if not run.count:
+            self._runs.popleft()
+        copies = self._released.get(digest)
+        if copies is None:
+            self._live.discard(digest)
+            return True
+        # Released copies are older than a live re-claim of the same key.
+        if copies == 1:
+            del self._released[digest]
+        else:
+            self._released[digest] = copies - 1
+        return False
+
+
+class _Run:
+    """Consecutive claims sharing one expiry time."""
+
+    __slots__ = ("count", "expires", "started")
+
+    def __init__(self, started: float, expires: float, count: int) -> None:
+        self.started = started
+        self.expires = expires
+        self.count = count
 
 
 def _digest(key: str) -> int:
-    """A 64-bit digest of ``key``, stable within the process."""
+    """A 60-bit digest of ``key`` (an int small enough for 32 bytes)."""
     raw = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(raw, "big")
+    return int.from_bytes(raw, "big") >> 4
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import tracemalloc
 
 import pytest
 
@@ -43,6 +44,61 @@ def test_in_memory_keys_expire_after_ttl() -> None:
     assert not store.claim("k")
     clock.now += 0.2
     assert store.claim("k")  # the first claim expired; this one is new
+
+
+def test_in_memory_keys_claimed_close_together_share_a_later_expiry() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(ttl=1000, clock=clock)  # claims within 1 s share a run
+    assert store.claim("first")
+    clock.now += 0.5
+    assert store.claim("second")
+    clock.now += 999.9  # "first" is 1000.4 s old: kept, never dropped early
+    assert not store.claim("first")
+    clock.now += 0.2  # the run's latest claim is now 1000.1 s old
+    assert store.claim("first") and store.claim("second")
+    assert len(store) == 2
+
+
+def test_in_memory_release_then_reclaim_outlives_the_released_claim() -> None:
+    clock = FakeClock()
+    store = InMemoryStore(ttl=60, clock=clock)
+    assert store.claim("k")
+    store.release("k")
+    clock.now += 30
+    assert store.claim("k")  # the second claim lasts until 30 + 60
+    clock.now += 40  # the released first claim expires here...
+    assert not store.claim("k")  # ...without taking the live one with it
+    assert len(store) == 1
+    clock.now += 21
+    assert store.claim("k")
+
+
+def test_in_memory_full_store_skips_released_claims_when_evicting() -> None:
+    store = InMemoryStore(max_entries=2)
+    assert store.claim("a") and store.claim("b")
+    store.release("a")
+    assert store.claim("a")  # live: b, a (an older released copy of a is queued first)
+    assert store.claim("c")  # full: b is forgotten, not the new a
+    assert not store.claim("a")
+    assert store.claim("b")
+
+
+def test_in_memory_store_is_compact() -> None:
+    # Bytes per remembered key, measured by allocation (not timing): the keys
+    # themselves are not kept, only 60-bit digests in a set and a queue.
+    keys = [
+        f"msg:123456789012345:wamid.HBgLMTIzNDU2Nzg5MBUCABIYFjNF{i:012d}" for i in range(50_000)
+    ]
+    store = InMemoryStore()
+    tracemalloc.start()
+    try:
+        for key in keys:
+            store.claim(key)
+        used, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(store) == 50_000
+    assert used / 50_000 < 100  # an OrderedDict of digest -> expiry took ~135
 
 
 def test_default_ttl_is_meta_redelivery_window() -> None:
