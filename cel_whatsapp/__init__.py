@@ -6,8 +6,10 @@ through Meta's WhatsApp Cloud API.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from .connector import WhatsappConnector, whatsapp_blueprint
 from .dedup import InMemoryStore, RedisStore, Store
@@ -19,7 +21,6 @@ from .errors import (
     GraphTransportError,
     PayloadError,
 )
-from .media import MediaChecksumError, MediaDownloadError, MediaFile, MediaTooLargeError
 from .model import (
     Choice,
     ContactAttachment,
@@ -32,29 +33,62 @@ from .model import (
     StatusEvent,
     WebhookError,
 )
-from .replies import (
-    Audio,
-    Button,
-    Buttons,
-    Contact,
-    Contacts,
-    CtaUrl,
-    Document,
-    Image,
-    ListMenu,
-    Location,
-    React,
-    Reply,
-    Row,
-    Section,
-    Sticker,
-    Template,
-    Text,
-    Video,
-)
 from .retry import RetryPolicy
 from .signature import SignatureError
 from .streaming import StreamMode
+
+if TYPE_CHECKING:
+    from .media import MediaChecksumError, MediaDownloadError, MediaFile, MediaTooLargeError
+    from .replies import (
+        Audio,
+        Button,
+        Buttons,
+        Contact,
+        Contacts,
+        CtaUrl,
+        Document,
+        Image,
+        ListMenu,
+        Location,
+        React,
+        Reply,
+        Row,
+        Section,
+        Sticker,
+        Template,
+        Text,
+        Video,
+    )
+
+# Loaded on first use (PEP 562), so that a worker answering with plain text
+# never loads the reply types or the media downloader: name -> module.
+_LAZY = {
+    **dict.fromkeys(
+        ("MediaChecksumError", "MediaDownloadError", "MediaFile", "MediaTooLargeError"), "media"
+    ),
+    **dict.fromkeys(
+        (
+            "Audio", "Button", "Buttons", "Contact", "Contacts", "CtaUrl", "Document",
+            "Image", "ListMenu", "Location", "React", "Reply", "Row", "Section",
+            "Sticker", "Template", "Text", "Video",
+        ),
+        "replies",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 try:
     __version__ = version("cel_whatsapp")

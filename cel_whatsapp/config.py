@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, cast
 
 #: Graph API version used when none is given. Meta supports each version for
 #: about two years; override with ``api_version=`` or ``WHATSAPP_API_VERSION``.
@@ -21,6 +21,11 @@ DEFAULT_BLUEPRINT_NAME: Final = "whatsapp"
 
 #: WhatsApp refuses text bodies longer than this many characters.
 TEXT_LIMIT: Final = 4096
+#: What to do with a reply over one of WhatsApp's limits (see cel_whatsapp.limits):
+#: make it fit, or raise. Accepted by ``WhatsappConnector(limits=...)``.
+LimitPolicy = Literal["strict", "fit"]
+POLICIES: Final = ("strict", "fit")
+DEFAULT_POLICY: Final[LimitPolicy] = "fit"
 #: (connect, read) seconds for every Graph API call.
 DEFAULT_TIMEOUT: Final = (3.05, 20.0)
 #: Meta's webhook payloads stay below 3 MB; a little above that is refused with 413.
@@ -87,6 +92,13 @@ def lookup(key: str, config: Mapping[str, Any] | None = None) -> str | None:
             return str(value)
     value = os.environ.get(key)
     return value or None
+
+
+def check_policy(policy: str) -> LimitPolicy:
+    """Return ``policy`` if it names a limits policy, else raise :class:`ValueError`."""
+    if policy not in POLICIES:
+        raise ValueError(f"limits must be 'fit' or 'strict', not {policy!r}")
+    return cast(LimitPolicy, policy)
 
 
 def graph_base_url(api_version: str, host: str = GRAPH_HOST) -> str:

@@ -10,18 +10,15 @@ import requests
 from flask import Blueprint, Flask
 from flask.sansio.blueprints import BlueprintSetupState
 
-from . import config, media
+from . import config
 from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
 from .cli import add_commands
 from .dedup import InMemoryStore, Store
 from .dispatch import Dispatcher, make_dispatcher
 from .errors import ConfigurationError
 from .graph import GraphClient, Timeout
-from .limits import DEFAULT_POLICY, check_policy
-from .media import MediaFile
 from .model import Lead, MediaAttachment, Message
 from .outbox import MediaSource, Outbox
-from .replies import Reply
 from .responder import Assistant, Responder, SendErrorHandler
 from .retry import RetryPolicy
 from .routing import (
@@ -37,6 +34,9 @@ from .webhook import VerificationHandler, WebhookHandler
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from .media import MediaFile
+    from .replies import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class WhatsappConnector:
         session: requests.Session | None = None,
         max_body_bytes: int = config.DEFAULT_MAX_BODY_BYTES,
         name: str = config.DEFAULT_BLUEPRINT_NAME,
-        limits: str = DEFAULT_POLICY,
+        limits: str = config.DEFAULT_POLICY,
         store: Store | None = None,
         dispatch: str | Dispatcher = "background",
         fallback_text: str | None = None,
@@ -95,7 +95,7 @@ class WhatsappConnector:
         self.max_body_bytes = max_body_bytes
         self.name = name
         #: ``"fit"`` or ``"strict"``: what happens to replies over WhatsApp's limits.
-        self.limits = check_policy(limits)
+        self.limits = config.check_policy(limits)
         self._graph_lock = threading.Lock()
         self._app_secret = app_secret
         self._explicit_base_url = base_url.rstrip("/") if base_url else None
@@ -384,9 +384,11 @@ class WhatsappConnector:
         :class:`~cel_whatsapp.MediaDownloadError` when the file is larger than
         ``max_bytes`` or fails its SHA-256 check. See :func:`cel_whatsapp.media.download_media`.
         """
+        from .media import download_media  # loaded by the apps that download media
+
         self._fill_missing(None)
         graph = self._graph_client()
-        return media.download_media(graph, media_id, max_bytes=max_bytes, sha256=sha256)
+        return download_media(graph, media_id, max_bytes=max_bytes, sha256=sha256)
 
     # -- work ------------------------------------------------------------------
 

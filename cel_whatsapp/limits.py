@@ -22,8 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, TypeVar, cast
 
+from .config import DEFAULT_POLICY as DEFAULT_POLICY
+from .config import POLICIES as POLICIES
+from .config import LimitPolicy as LimitPolicy
+from .config import check_policy as check_policy
 from .replies import (
     Button,
     Buttons,
@@ -42,11 +46,6 @@ from .replies import (
 from .sentences import split_text
 
 logger = logging.getLogger(__name__)
-
-#: The policy names accepted by ``WhatsappConnector(limits=...)``.
-LimitPolicy = Literal["strict", "fit"]
-POLICIES: Final = ("strict", "fit")
-DEFAULT_POLICY: Final[LimitPolicy] = "fit"
 
 TEXT_BODY: Final = 4096
 INTERACTIVE_BODY: Final = 1024
@@ -101,13 +100,6 @@ BUTTONS_AS_LIST_LABEL: Final = "Options"
 ELLIPSIS: Final = "…"
 
 _T = TypeVar("_T")
-
-
-def check_policy(policy: str) -> LimitPolicy:
-    """Return ``policy`` if it names a policy, else raise :class:`ValueError`."""
-    if policy not in POLICIES:
-        raise ValueError(f"limits must be 'fit' or 'strict', not {policy!r}")
-    return cast(LimitPolicy, policy)
 
 
 def shorten(value: str, limit: int) -> str:

@@ -11,14 +11,16 @@ import mimetypes
 import os
 import re
 from collections.abc import Mapping
-from typing import IO, Any, Union
+from typing import IO, TYPE_CHECKING, Any, Union
 
+from .config import DEFAULT_POLICY, check_policy
 from .errors import GraphAPIError
 from .graph import GraphClient
-from .limits import DEFAULT_POLICY, check_policy, fit_reply
 from .model import Lead
-from .replies import React, Reply, Text
 from .sentences import split_text
+
+if TYPE_CHECKING:
+    from .replies import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,12 @@ class Outbox:
         ``limits`` policy. ``answering`` is the message a reaction without
         ``message_id`` reacts to.
         """
+        # Reply types and their limits load with the first reply object or
+        # proactive send: an app answering with plain text (send_text) never
+        # needs them, and each gunicorn worker is the leaner for it.
+        from .limits import fit_reply
+        from .replies import React, Reply, Text
+
         if isinstance(item, str):
             if not item.strip():
                 raise ValueError("cannot send an empty text")

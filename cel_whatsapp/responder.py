@@ -8,21 +8,26 @@ assistant, turns its result (a string, a stream of chunks, rich replies, or
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import Union
+from typing import TYPE_CHECKING, TypeGuard, Union, cast
 
+from .config import DEFAULT_POLICY
 from .errors import GraphAPIError
 from .graph import GraphClient
-from .limits import DEFAULT_POLICY
 from .model import Lead, Message
 from .outbox import Outbox
-from .replies import Reply
 from .streaming import StreamMode, TextStreamer
+
+if TYPE_CHECKING:
+    from .replies import Reply
 
 logger = logging.getLogger(__name__)
 
+_REPLIES_MODULE = __name__.rpartition(".")[0] + ".replies"
+
 #: What an assistant may return.
-AssistantResult = Union[str, Reply, Iterable[Union[str, Reply]], None]  # noqa: UP007
+AssistantResult = Union[str, "Reply", Iterable[Union[str, "Reply"]], None]
 Assistant = Callable[[Message], AssistantResult]
 #: Called with the message being answered and the error, when a send fails for good.
 SendErrorHandler = Callable[[Message, GraphAPIError], object]
@@ -32,7 +37,7 @@ def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
     """Yield the pieces of an assistant's result in order, lazily."""
     if result is None:
         return
-    if isinstance(result, (str, Reply)):
+    if isinstance(result, str) or is_reply(result):
         yield result
         return
     if isinstance(result, (bytes, bytearray, dict)):
@@ -40,14 +45,26 @@ def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
             f"the assistant returned {type(result).__name__}; return a str, an "
             "iterable of str chunks, a reply object or None"
         )
-    for item in result:
+    # Not a reply (is_reply said so; TypeGuard cannot narrow that side).
+    for item in cast("Iterable[str | Reply | None]", result):
         if item is None:
             continue
-        if not isinstance(item, (str, Reply)):
+        if not (isinstance(item, str) or is_reply(item)):
             raise TypeError(
                 f"the assistant yielded {type(item).__name__}; yield str chunks or reply objects"
             )
         yield item
+
+
+def is_reply(value: object) -> TypeGuard[Reply]:
+    """Whether ``value`` is a reply object, without loading the reply types.
+
+    They load with the first use of a reply class (see ``Outbox.prepare``);
+    until then no object can be one, and an app answering with plain text
+    never loads them.
+    """
+    replies = sys.modules.get(_REPLIES_MODULE)
+    return replies is not None and isinstance(value, replies.Reply)
 
 
 class Responder:

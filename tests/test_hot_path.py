@@ -11,6 +11,8 @@ import contextlib
 import gzip
 import json
 import math
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,9 +25,9 @@ from marshmallow import Schema
 
 from cel_whatsapp import GraphAPIError
 from cel_whatsapp.graph import GraphClient
-from cel_whatsapp.testing import FakeGraphAPI, text_webhook
+from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_webhook
 
-from .conftest import TOKEN, MakeConnector, make_app, post_webhook
+from .conftest import APP_SECRET, PHONE_NUMBER_ID, TOKEN, MakeConnector, make_app, post_webhook
 
 PAYLOAD = {"messaging_product": "whatsapp", "to": "111", "type": "text", "text": {"body": "hi"}}
 
@@ -305,3 +307,62 @@ def test_proxy_settings_are_read_once_not_per_send(
     # The same counters do see a default session reading them on every call.
     requests.Session().post(graph.base_url + "/123/messages", json=PAYLOAD, timeout=5)
     assert sum(r.calls for r in reads) >= 1
+
+
+# -- what a plain-text app loads --------------------------------------------------------
+
+_PLAIN_TEXT_APP = """
+import json, sys
+from flask import Flask
+from cel_whatsapp import WhatsappConnector
+
+body = sys.stdin.buffer.read()
+headers = json.loads(sys.argv[2])
+connector = WhatsappConnector(
+    "token", sys.argv[4], "verify", app_secret=sys.argv[3], base_url=sys.argv[1],
+    read_receipts=False, dispatch="inline",
+    assistant=lambda message: (chunk for chunk in ("You said: ", message.text)),
+)
+app = Flask("plain")
+connector.init_app(app)
+status = app.test_client().post("/whatsapp", data=body, headers=headers).status_code
+print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_a_plain_text_app_never_loads_reply_types_or_media(graph: FakeGraphAPI) -> None:
+    # In a fresh interpreter: the reply types, their limits and the media
+    # downloader load on first use, so a worker that streams plain text is
+    # smaller (python -m bench, scenario 1's memory figure).
+    raw = encode(text_webhook("hi", sender="15550001111"))
+    result = subprocess.run(  # noqa: S603 - our own interpreter and script, no shell
+        [
+            sys.executable,
+            "-c",
+            _PLAIN_TEXT_APP,
+            graph.base_url,
+            json.dumps(signed_headers(raw, APP_SECRET)),
+            APP_SECRET,
+            PHONE_NUMBER_ID,
+        ],
+        input=raw,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["status"] == 200
+    assert graph.sent_texts() == ["You said: hi"]
+    loaded = set(report["modules"])
+    assert "cel_whatsapp.connector" in loaded
+    assert not loaded & {"cel_whatsapp.replies", "cel_whatsapp.limits", "cel_whatsapp.media"}
+
+
+def test_reply_types_load_on_first_use() -> None:
+    import cel_whatsapp
+
+    assert "Buttons" in dir(cel_whatsapp)
+    assert cel_whatsapp.Buttons.__module__ == "cel_whatsapp.replies"
+    assert cel_whatsapp.MediaFile.__module__ == "cel_whatsapp.media"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        cel_whatsapp.Nope  # noqa: B018
