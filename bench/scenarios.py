@@ -267,10 +267,22 @@ def load_rows(fake: FakeGraphProcess, settings: Settings) -> list[LoadRow]:
     threaded = runner.run_group(
         [
             Spec("floor: bare Flask view", floor_app, worker_class="gthread"),
+            Spec(
+                "reference: hand-written view, bare urllib3 pool",
+                _app("handwritten", transport="urllib3"),
+                worker_class="gthread",
+                replies=True,
+            ),
+            Spec(
+                "  same, posting with stdlib http.client",
+                _app("handwritten", transport="http.client"),
+                worker_class="gthread",
+                replies=True,
+            ),
             Spec("1. echo, inline", echo_app, worker_class="gthread", replies=True),
         ]
     )
-    _judge_echo(threaded[1], threaded[0], settings.smoke)
+    _judge_echo(threaded[-1], threaded[0], settings.smoke)
     for row in threaded:
         _ratio(row, threaded[0])
     return [*rows, *threaded, *_slow_ack(runner, floor_app)]
