@@ -38,6 +38,8 @@ from .signature import SignatureError
 from .streaming import StreamMode
 
 if TYPE_CHECKING:
+    __version__: str
+
     from .media import MediaChecksumError, MediaDownloadError, MediaFile, MediaTooLargeError
     from .replies import (
         Audio,
@@ -78,22 +80,25 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if name == "__version__":
+        # Read from the installed metadata on demand (as Flask does): scanning
+        # the distributions costs every process memory and start-up time.
+        try:
+            value: Any = version("cel_whatsapp")
+        except PackageNotFoundError:  # a source tree that was not installed
+            value = "0+unknown"
+    else:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
 
-
-try:
-    __version__ = version("cel_whatsapp")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
