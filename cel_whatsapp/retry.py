@@ -148,8 +148,11 @@ class RecipientPacer:
 
     def wait_time(self, recipient: str) -> float:
         """Seconds left before ``recipient`` may be sent to (0 when free)."""
-        with self._lock:
-            until = self._not_before.get(recipient)
+        # Asked before every send: one dict lookup, atomic on its own, so no
+        # lock (a lock taken by every sending thread costs more than the send's
+        # own bookkeeping under gunicorn's gthread workers). hold() still
+        # takes the lock for its read-modify-write.
+        until = self._not_before.get(recipient)
         return max(0.0, until - self.clock()) if until is not None else 0.0
 
 
