@@ -132,12 +132,13 @@ class InMemoryStore:
         with self._lock:
             self._purge(now)
             live = self._live
-            if len(live) >= self.max_entries:
+            # Released claims stay queued until they expire, so the bound
+            # counts the queue, not only the live keys: nothing grows past
+            # max_entries however many claims are released.
+            if len(self._order) >= self.max_entries:
                 if digest in live:
                     return False
-                while not self._forget_oldest():
-                    pass  # skipped an older, released copy
-                if not self._warned_full:
+                if self._forget_oldest() and not self._warned_full:
                     self._warned_full = True
                     logger.warning(
                         "InMemoryStore is full (%d keys): the oldest are forgotten before "
@@ -150,7 +151,8 @@ class InMemoryStore:
             runs = self._runs
             if runs and now - runs[-1].started < self._run_width:
                 run = runs[-1]
-                run.expires = now + self.ttl
+                # max(): a clock that steps back must not shorten the run's keys.
+                run.expires = max(run.expires, now + self.ttl)
                 run.count += 1
             else:
                 runs.append(_Run(now, now + self.ttl, 1))

@@ -53,6 +53,7 @@ from urllib3.exceptions import (
     ResponseError,
 )
 from urllib3.exceptions import SSLError as PoolSSLError
+from urllib3.util.retry import Retry
 
 __all__ = ["Answer", "QuickSender"]
 
@@ -71,12 +72,15 @@ class Answer(NamedTuple):
 class _Route:
     """Everything about one (method, URL) that stays the same from call to call."""
 
-    settings: tuple[Any, ...]  # what it was worked out from: headers, verify, cert
+    # What it was worked out from: headers, verify, cert, proxies, the adapter
+    # and its retry settings.
+    settings: tuple[Any, ...]
     prepared: requests.PreparedRequest  # body-less, as Session.prepare_request makes it
     adapter: Any  # the session's adapter for the URL (an HTTPAdapter when pool is set)
     pool: Any  # urllib3's HTTPConnectionPool for the URL's host; None: not for us
     target: str  # the request target: path and query
-    headers: dict[str, str]
+    headers: dict[str, str]  # for a call without a body, as prepared
+    json_headers: dict[str, str]  # for a JSON body, but its Content-Length
 
 
 class QuickSender:
@@ -119,11 +123,7 @@ class QuickSender:
                 body = jsonlib.dumps(json, allow_nan=False).encode("utf-8")
             except ValueError as exc:
                 raise requests.exceptions.InvalidJSONError(exc) from exc
-            headers = {
-                **headers,
-                "Content-Type": "application/json",
-                "Content-Length": str(len(body)),
-            }
+            headers = {**route.json_headers, "Content-Length": str(len(body))}
         pool_timeout = self._pool_timeout(timeout)
         try:
             try:
@@ -171,32 +171,47 @@ class QuickSender:
     def _route(self, method: str, url: str) -> _Route | None:
         """The route for (method, URL), or ``None`` when requests' own path must send."""
         session = self.session
+        adapter = session.get_adapter(url)
         settings = (
             tuple(session.headers.items()),
             session.verify,
             session.cert,
             tuple(session.proxies.items()),
+            adapter,
+            getattr(adapter, "max_retries", None),
+            # A test library that patches HTTPAdapter.send (responses does)
+            # must see every request: the lean path would go around it.
+            HTTPAdapter.send,
         )
         key = (method, url)
         route = self._routes.get(key)
         if route is None or route.settings != settings:
-            route = self._new_route(method, url, settings)
+            route = self._new_route(method, url, adapter, settings)
             if len(self._routes) >= _MAX_ROUTES:
                 self._routes.clear()
             self._routes[key] = route
         return route if route.pool is not None else None
 
-    def _new_route(self, method: str, url: str, settings: tuple[Any, ...]) -> _Route:
+    def _new_route(self, method: str, url: str, adapter: Any, settings: tuple[Any, ...]) -> _Route:
         session = self.session
         prepared = session.prepare_request(requests.Request(method, url))
-        adapter = session.get_adapter(url)
         pool = None
-        # A custom adapter, or a proxy for this URL: requests' own path sends.
-        if type(adapter) is HTTPAdapter and not select_proxy(url, session.proxies):
+        if (
+            type(adapter) is HTTPAdapter  # not a user's or a mocking library's adapter
+            and HTTPAdapter.send is _ADAPTER_SEND  # nor a patched one
+            and _never_resends(adapter.max_retries)
+            and not select_proxy(url, session.proxies)  # a proxy: requests' own path
+        ):
             pool = adapter.get_connection_with_tls_context(
                 prepared, session.verify, proxies=session.proxies, cert=session.cert
             )
             adapter.cert_verify(pool, url, session.verify, session.cert)  # type: ignore[no-untyped-call,unused-ignore]
+        # The JSON headers as PreparedRequest.prepare_body sets them: the
+        # session's own Content-Type (in any case) wins over application/json,
+        # and Content-Length (in any case) is replaced per call.
+        json_headers = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
+        if "content-type" not in prepared.headers:
+            json_headers["Content-Type"] = "application/json"
         return _Route(
             settings=settings,
             prepared=prepared,
@@ -204,6 +219,7 @@ class QuickSender:
             pool=pool,
             target=prepared.path_url,
             headers=dict(prepared.headers),
+            json_headers=json_headers,
         )
 
     def _pool_timeout(self, timeout: Any) -> PoolTimeout:
@@ -242,6 +258,20 @@ class QuickSender:
             response = history.pop()
             response.history = history
         return Answer(response.status_code, response.headers, response.content)
+
+
+_ADAPTER_SEND = HTTPAdapter.send
+
+
+def _never_resends(retries: Any) -> bool:
+    """Whether urllib3 sends a request once at most under ``retries``.
+
+    The adapter's default, ``Retry(0, read=False)``, never sends again. The
+    lean path reads the body inside ``urlopen``, where larger retry settings
+    could send a POST again on an error while reading; ``HTTPAdapter.send``
+    reads it after, so with such settings requests' own path is taken.
+    """
+    return isinstance(retries, Retry) and retries.total is not None and not retries.total
 
 
 def _as_requests_error(exc: HTTPError) -> Exception:

@@ -63,8 +63,10 @@ def is_reply(value: object) -> TypeGuard[Reply]:
     until then no object can be one, and an app answering with plain text
     never loads them.
     """
-    replies = sys.modules.get(_REPLIES_MODULE)
-    return replies is not None and isinstance(value, replies.Reply)
+    # getattr: another thread may be importing the module right now, so it
+    # can be in sys.modules without its classes yet; then no reply exists either.
+    reply_type = getattr(sys.modules.get(_REPLIES_MODULE), "Reply", None)
+    return reply_type is not None and isinstance(value, reply_type)
 
 
 class Responder:

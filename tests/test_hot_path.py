@@ -148,6 +148,57 @@ def test_a_changed_session_takes_the_normal_path(
     assert full_requests.calls == 1
 
 
+def test_a_session_content_type_in_any_case_is_kept_as_requests_does(
+    graph: FakeGraphAPI,
+) -> None:
+    client = GraphClient(TOKEN, graph.base_url)
+    client.session.headers["content-type"] = "application/json; charset=utf-8"
+    lean = _sent_by(client, graph)
+    client._quick = None
+    assert lean == _sent_by(client, graph)
+    assert lean[2]["content-type"] == "application/json; charset=utf-8"
+
+
+def test_an_adapter_mounted_after_the_first_send_is_used(graph: FakeGraphAPI) -> None:
+    class CountingAdapter(requests.adapters.HTTPAdapter):
+        sends = 0
+
+        def send(self, *args: Any, **kwargs: Any) -> requests.Response:
+            CountingAdapter.sends += 1
+            return super().send(*args, **kwargs)
+
+    client = GraphClient(TOKEN, graph.base_url)
+    client.send_message("123", PAYLOAD)
+    client.session.mount("http://", CountingAdapter())
+    client.send_message("123", PAYLOAD)
+    assert CountingAdapter.sends == 1
+    assert len(graph.requests) == 2
+
+
+def test_a_patched_adapter_send_sees_every_request(
+    graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What test libraries such as responses do: the lean path steps aside.
+    client = GraphClient(TOKEN, graph.base_url)
+    client.send_message("123", PAYLOAD)
+    patched = CallCounter(monkeypatch, requests.adapters.HTTPAdapter, "send")
+    client.send_message("123", PAYLOAD)
+    assert patched.calls == 1
+    assert len(graph.requests) == 2
+
+
+def test_an_adapter_that_may_resend_takes_the_normal_path(
+    graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lean path reads the body inside urlopen, where retries could send again.
+    client = GraphClient(TOKEN, graph.base_url)
+    client.session.mount("http://", requests.adapters.HTTPAdapter(max_retries=3))
+    full_requests = CallCounter(monkeypatch, requests.Session, "request")
+    client.send_message("123", PAYLOAD)
+    assert full_requests.calls == 1
+    assert len(graph.requests) == 1
+
+
 def test_session_headers_changed_later_are_sent(graph: FakeGraphAPI) -> None:
     client = GraphClient(TOKEN, graph.base_url)
     client.session.headers["X-Extra"] = "yes"
@@ -366,3 +417,14 @@ def test_reply_types_load_on_first_use() -> None:
     assert cel_whatsapp.MediaFile.__module__ == "cel_whatsapp.media"
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         cel_whatsapp.Nope  # noqa: B018
+
+
+def test_is_reply_while_another_thread_is_still_importing_the_reply_types(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cel_whatsapp.responder import is_reply
+
+    half_loaded = type(sys)("cel_whatsapp.replies")  # in sys.modules, no classes yet
+    monkeypatch.setitem(sys.modules, "cel_whatsapp.replies", half_loaded)
+    assert is_reply("text") is False
+    assert is_reply(object()) is False
