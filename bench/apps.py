@@ -211,7 +211,7 @@ def _connector(
         # Raised queue bound: the row measures acks while thousands of
         # 2-second answers wait, not the back-pressure policy that refuses
         # webhooks (503) past the default 1,000 pending per worker.
-        from cel_whatsapp.dispatch import BackgroundDispatcher
+        from cel_whatsapp.core.dispatch import BackgroundDispatcher
 
         options["dispatch"] = BackgroundDispatcher(max_pending=BACKGROUND_MAX_PENDING)
     elif dispatch is not None:

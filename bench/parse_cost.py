@@ -1,6 +1,6 @@
 """Scenario 4: what parsing costs, in this process, per payload type.
 
-"parse + model" is :func:`cel_whatsapp.parsing.parse_webhook` on the decoded
+"parse + model" is :func:`cel_whatsapp.core.parsing.parse_webhook` on the decoded
 body (schemas, then :class:`~cel_whatsapp.model.Message` and ``Lead``);
 "with JSON decode" adds ``json.loads`` of the raw bytes, as the webhook does.
 Each figure is the best of several repeats, the usual way to read
@@ -16,10 +16,10 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
+from cel_whatsapp.core.parsing import parse_webhook
+from cel_whatsapp.core.webhook import WebhookHandler
 from cel_whatsapp.model import Message
-from cel_whatsapp.parsing import parse_webhook
 from cel_whatsapp.testing import encode
-from cel_whatsapp.webhook import WebhookHandler
 
 from . import payloads
 from .constants import APP_SECRET, PHONE_NUMBER_ID, VERIFY_TOKEN

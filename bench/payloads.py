@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cel_whatsapp.signature import sign
+from cel_whatsapp.core.signature import sign
 from cel_whatsapp.testing import encode, envelope
 from cel_whatsapp.testing.webhooks import change_value, text_message
 

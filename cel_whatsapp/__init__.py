@@ -11,9 +11,11 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from .connector import WhatsappConnector, whatsapp_blueprint
-from .dedup import InMemoryStore, RedisStore, Store
-from .dispatch import BackgroundDispatcher, InlineDispatcher
+from .core.dedup import InMemoryStore, RedisStore, Store
+from .core.dispatch import BackgroundDispatcher, InlineDispatcher
+from .core.retry import RetryPolicy
+from .core.signature import SignatureError
+from .core.streaming import StreamMode
 from .errors import (
     CelWhatsappError,
     ConfigurationError,
@@ -21,6 +23,7 @@ from .errors import (
     GraphTransportError,
     PayloadError,
 )
+from .flask.connector import WhatsappConnector, whatsapp_blueprint
 from .model import (
     Choice,
     ContactAttachment,
@@ -33,14 +36,11 @@ from .model import (
     StatusEvent,
     WebhookError,
 )
-from .retry import RetryPolicy
-from .signature import SignatureError
-from .streaming import StreamMode
 
 if TYPE_CHECKING:
     __version__: str
 
-    from .media import MediaChecksumError, MediaDownloadError, MediaFile, MediaTooLargeError
+    from .core.media import MediaChecksumError, MediaDownloadError, MediaFile, MediaTooLargeError
     from .replies import (
         Audio,
         Button,
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 # never loads the reply types or the media downloader: name -> module.
 _LAZY = {
     **dict.fromkeys(
-        ("MediaChecksumError", "MediaDownloadError", "MediaFile", "MediaTooLargeError"), "media"
+        ("MediaChecksumError", "MediaDownloadError", "MediaFile", "MediaTooLargeError"), "core.media"
     ),
     **dict.fromkeys(
         (

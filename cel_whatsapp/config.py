@@ -21,7 +21,7 @@ DEFAULT_BLUEPRINT_NAME: Final = "whatsapp"
 
 #: WhatsApp refuses text bodies longer than this many characters.
 TEXT_LIMIT: Final = 4096
-#: What to do with a reply over one of WhatsApp's limits (see cel_whatsapp.limits):
+#: What to do with a reply over one of WhatsApp's limits (see cel_whatsapp.core.limits):
 #: make it fit, or raise. Accepted by ``WhatsappConnector(limits=...)``.
 LimitPolicy = Literal["strict", "fit"]
 POLICIES: Final = ("strict", "fit")

@@ -8,7 +8,7 @@ are left out of the JSON, never sent as ``null``.
 Constructors check structure (a body is not blank, a media reply has exactly
 one of ``link`` and ``media_id``, button ids are unique). WhatsApp's length
 and count limits are applied when the reply is sent, by the connector's
-``limits`` policy (see :mod:`cel_whatsapp.limits`).
+``limits`` policy (see :mod:`cel_whatsapp.core.limits`).
 
 Payload reference:
 https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages

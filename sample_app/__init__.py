@@ -21,7 +21,7 @@ from flask import Flask, request, send_from_directory
 from werkzeug.wrappers import Response
 
 from cel_whatsapp import WhatsappConnector
-from cel_whatsapp.routing import PERSON_TYPES
+from cel_whatsapp.core.routing import PERSON_TYPES
 
 from .assistant import make_assistant
 from .llm import ChatModel

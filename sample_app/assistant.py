@@ -38,7 +38,7 @@ from cel_whatsapp import (
     Sticker,
     Video,
 )
-from cel_whatsapp.responder import Assistant, AssistantResult
+from cel_whatsapp.core.responder import Assistant, AssistantResult
 
 from .llm import ChatModel, Conversations
 

@@ -37,7 +37,7 @@ loglevel = "info"
 
 def worker_exit(server: Any, worker: Any) -> None:
     """Answer every accepted message before this worker process ends."""
-    from cel_whatsapp.dispatch import shutdown_all
+    from cel_whatsapp.core.dispatch import shutdown_all
 
     if not shutdown_all(timeout=max(1.0, graceful_timeout - 2.0)):
         server.log.error("worker %s exited with unanswered messages", worker.pid)

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from cel_whatsapp import InMemoryStore, Message, RedisStore, Store
-from cel_whatsapp.dedup import StoreError, message_key, safe_key, status_key
+from cel_whatsapp.core.dedup import StoreError, message_key, safe_key, status_key
 from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message, text_webhook
 from cel_whatsapp.testing.webhooks import change_value
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cel_whatsapp import Message, RedisStore, Store
-from cel_whatsapp.dedup import StoreError
+from cel_whatsapp.core.dedup import StoreError
 from cel_whatsapp.testing import FakeGraphAPI, text_webhook
 
 from .conftest import MakeConnector, make_app, post_webhook

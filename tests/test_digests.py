@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cel_whatsapp.digests import DigestQueue, DigestSet
+from cel_whatsapp.core._digests import DigestQueue, DigestSet
 
 # Digests that share their low bits land in the same home slot (or next to
 # it, across the end of the table): long probe runs, wrap-around, and

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from cel_whatsapp import BackgroundDispatcher, InlineDispatcher, Message, WhatsappConnector
-from cel_whatsapp.dispatch import make_dispatcher
+from cel_whatsapp.core.dispatch import make_dispatcher
 from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message, text_webhook
 from cel_whatsapp.testing.webhooks import change_value
 

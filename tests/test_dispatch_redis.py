@@ -19,7 +19,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from cel_whatsapp import BackgroundDispatcher, Lead, Message, RedisStore
-from cel_whatsapp.dispatch import lead_key
+from cel_whatsapp.core.dispatch import lead_key
 from cel_whatsapp.testing import FakeGraphAPI, text_webhook
 from cel_whatsapp.testing.webhooks import DEFAULT_PHONE_NUMBER_ID
 

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from cel_whatsapp import GraphAPIError, GraphTransportError
-from cel_whatsapp.graph import GraphClient
+from cel_whatsapp.core.graph import GraphClient
 from cel_whatsapp.testing import FakeGraphAPI
 
 from .conftest import TOKEN

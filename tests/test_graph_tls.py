@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from cel_whatsapp import GraphTransportError
-from cel_whatsapp.graph import GraphClient
+from cel_whatsapp.core.graph import GraphClient
 
 from .components import require
 from .conftest import TOKEN

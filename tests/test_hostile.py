@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cel_whatsapp import Message, WhatsappConnector
-from cel_whatsapp.signature import sign
+from cel_whatsapp.core.signature import sign
 from cel_whatsapp.testing import FakeGraphAPI, encode, envelope, text_message
 from cel_whatsapp.testing.webhooks import change_value, contact
 

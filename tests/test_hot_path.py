@@ -24,7 +24,7 @@ import urllib3.connection
 from marshmallow import Schema
 
 from cel_whatsapp import GraphAPIError
-from cel_whatsapp.graph import GraphClient
+from cel_whatsapp.core.graph import GraphClient
 from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_webhook
 
 from .conftest import APP_SECRET, PHONE_NUMBER_ID, TOKEN, MakeConnector, make_app, post_webhook
@@ -405,8 +405,12 @@ def test_a_plain_text_app_never_loads_reply_types_or_media(graph: FakeGraphAPI) 
     assert report["status"] == 200
     assert graph.sent_texts() == ["You said: hi"]
     loaded = set(report["modules"])
-    assert "cel_whatsapp.connector" in loaded
-    assert not loaded & {"cel_whatsapp.replies", "cel_whatsapp.limits", "cel_whatsapp.media"}
+    assert "cel_whatsapp.flask.connector" in loaded
+    assert not loaded & {
+        "cel_whatsapp.replies",
+        "cel_whatsapp.core.limits",
+        "cel_whatsapp.core.media",
+    }
 
 
 def test_reply_types_load_on_first_use() -> None:
@@ -414,7 +418,7 @@ def test_reply_types_load_on_first_use() -> None:
 
     assert "Buttons" in dir(cel_whatsapp)
     assert cel_whatsapp.Buttons.__module__ == "cel_whatsapp.replies"
-    assert cel_whatsapp.MediaFile.__module__ == "cel_whatsapp.media"
+    assert cel_whatsapp.MediaFile.__module__ == "cel_whatsapp.core.media"
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         cel_whatsapp.Nope  # noqa: B018
 
@@ -422,7 +426,7 @@ def test_reply_types_load_on_first_use() -> None:
 def test_is_reply_while_another_thread_is_still_importing_the_reply_types(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from cel_whatsapp.responder import is_reply
+    from cel_whatsapp.core.responder import is_reply
 
     half_loaded = type(sys)("cel_whatsapp.replies")  # in sys.modules, no classes yet
     monkeypatch.setitem(sys.modules, "cel_whatsapp.replies", half_loaded)

@@ -1,4 +1,4 @@
-"""The compiled loaders (cel_whatsapp.loaders) answer exactly as marshmallow would.
+"""The compiled loaders (cel_whatsapp.core._loaders) answer exactly as marshmallow would.
 
 A compiled loader either returns what ``Schema.load`` returns or raises
 ``Unsure`` (marshmallow then decides); it must never return something else,
@@ -32,10 +32,10 @@ from marshmallow import (
     validates_schema,
 )
 
-from cel_whatsapp import schemas
+from cel_whatsapp.core import schemas
+from cel_whatsapp.core._loaders import Unsure, compile_many, compile_schema
+from cel_whatsapp.core.parsing import parse_webhook
 from cel_whatsapp.errors import PayloadError
-from cel_whatsapp.loaders import Unsure, compile_many, compile_schema
-from cel_whatsapp.parsing import parse_webhook
 from cel_whatsapp.testing import envelope, text_message
 from cel_whatsapp.testing.webhooks import change_value, contact
 

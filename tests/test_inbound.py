@@ -26,7 +26,7 @@ from cel_whatsapp import (
     StatusEvent,
     WebhookError,
 )
-from cel_whatsapp.parsing import ParsedWebhook, parse_webhook
+from cel_whatsapp.core.parsing import ParsedWebhook, parse_webhook
 
 DATA = Path(__file__).parent / "data"
 PNID = "106540352242922"

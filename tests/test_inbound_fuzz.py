@@ -16,7 +16,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cel_whatsapp.parsing import parse_webhook
+from cel_whatsapp.core.parsing import parse_webhook
 from cel_whatsapp.testing.webhooks import text_message
 
 DATA = Path(__file__).parent / "data"

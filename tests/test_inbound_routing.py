@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from cel_whatsapp import Message, StatusEvent, WebhookError, WhatsappConnector
-from cel_whatsapp.routing import PERSON_TYPES, UpdateRouter
+from cel_whatsapp.core.routing import PERSON_TYPES, UpdateRouter
+from cel_whatsapp.core.webhook import WebhookHandler
 from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_message
 from cel_whatsapp.testing.webhooks import change_value, envelope
-from cel_whatsapp.webhook import WebhookHandler
 
 from .conftest import MakeConnector, make_app, post_webhook
 
@@ -265,7 +265,7 @@ def test_handler_without_on_updates_still_hands_over_messages() -> None:
 
 
 def test_router_keeps_echoes_from_the_callbacks() -> None:
-    from cel_whatsapp.parsing import parse_webhook
+    from cel_whatsapp.core.parsing import parse_webhook
 
     router = UpdateRouter(assistant_types="all")
     seen: list[str] = []
@@ -310,8 +310,8 @@ def test_redelivered_updates_reach_the_callbacks_once(
 
 
 def test_messages_the_assistant_cannot_take_are_handed_back_with_503() -> None:
-    from cel_whatsapp.dedup import InMemoryStore
-    from cel_whatsapp.parsing import ParsedWebhook
+    from cel_whatsapp.core.dedup import InMemoryStore
+    from cel_whatsapp.core.parsing import ParsedWebhook
 
     seen: list[ParsedWebhook] = []
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cel_whatsapp.signature import sign
+from cel_whatsapp.core.signature import sign
 from cel_whatsapp.testing import FakeGraphAPI, encode, text_webhook
 
 from .components import gunicorn

@@ -24,7 +24,7 @@ from cel_whatsapp import (
     Message,
     WhatsappConnector,
 )
-from cel_whatsapp.media import _digest
+from cel_whatsapp.core.media import _digest
 from cel_whatsapp.testing import FakeGraphAPI
 
 from .conftest import TOKEN, MakeConnector, make_app, post_webhook

@@ -32,7 +32,7 @@ from cel_whatsapp import (
     Video,
     WhatsappConnector,
 )
-from cel_whatsapp.limits import LIMITS, check_policy, fit_reply, shorten
+from cel_whatsapp.core.limits import LIMITS, check_policy, fit_reply, shorten
 from cel_whatsapp.testing import FakeGraphAPI
 
 from .conftest import MakeConnector

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from cel_whatsapp import GraphAPIError, GraphTransportError, Message, RetryPolicy
-from cel_whatsapp.graph import GraphClient, parse_retry_after
-from cel_whatsapp.retry import Retrier, Verdict, classify
+from cel_whatsapp.core.graph import GraphClient, parse_retry_after
+from cel_whatsapp.core.retry import Retrier, Verdict, classify
 from cel_whatsapp.testing import FakeGraphAPI, text_webhook
 
 from .conftest import TOKEN, MakeConnector, make_app, post_webhook

@@ -19,7 +19,7 @@ from cel_whatsapp import (
     Text,
     WhatsappConnector,
 )
-from cel_whatsapp.outbox import recipient_for
+from cel_whatsapp.core.outbox import recipient_for
 from cel_whatsapp.testing import FakeGraphAPI
 
 from .conftest import PHONE_NUMBER_ID, TOKEN, MakeConnector

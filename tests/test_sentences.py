@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cel_whatsapp.sentences import split_text
-from cel_whatsapp.streaming import StreamMode, TextStreamer
+from cel_whatsapp.core._sentences import split_text
+from cel_whatsapp.core.streaming import StreamMode, TextStreamer
 
 
 def _sentences(text: str) -> list[str]:

@@ -10,7 +10,7 @@ import logging
 import pytest
 from flask.testing import FlaskClient
 
-from cel_whatsapp import signature
+from cel_whatsapp.core import signature
 from cel_whatsapp.testing import FakeGraphAPI, encode, text_webhook
 
 from .conftest import APP_SECRET, MakeConnector, make_app, post_webhook

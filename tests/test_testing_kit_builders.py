@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 
 from cel_whatsapp import WhatsappConnector
-from cel_whatsapp.parsing import parse_webhook
-from cel_whatsapp.signature import verify
+from cel_whatsapp.core.parsing import parse_webhook
+from cel_whatsapp.core.signature import verify
 from cel_whatsapp.testing import WhatsappTestClient
 from cel_whatsapp.testing import webhooks as w
 

@@ -82,7 +82,7 @@ class Simulator:
 
     def init_app(self, app: Flask) -> None:
         """Start (or join) the hub, point ``WHATSAPP_*`` at it, register the page."""
-        from ..connector import CONNECTORS_KEY
+        from ..flask.connector import CONNECTORS_KEY
         from .views import build_blueprint
 
         if app.extensions.get(CONNECTORS_KEY):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from flask import Flask
     from werkzeug.test import TestResponse
 
-    from ..connector import WhatsappConnector
+    from ..flask.connector import WhatsappConnector
     from .fake_graph import FakeGraphAPI
 
 #: Settings the test client hands to the app under test (none of them real).
@@ -157,6 +157,6 @@ class WhatsappTestClient:
 
 
 def _connectors_of(app: Flask) -> Iterator[WhatsappConnector]:
-    from ..connector import CONNECTORS_KEY
+    from ..flask.connector import CONNECTORS_KEY
 
     yield from app.extensions.get(CONNECTORS_KEY, {}).values()

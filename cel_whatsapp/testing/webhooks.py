@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..signature import sign
+from ..core.signature import sign
 
 DEFAULT_PHONE_NUMBER_ID = "106540352242922"
 DEFAULT_DISPLAY_NUMBER = "15550783881"

@@ -10,7 +10,7 @@ Stores share one small protocol, :class:`Store`. :class:`InMemoryStore` (the
 default) serves one process; :class:`RedisStore` is shared by every gunicorn
 worker and every machine pointed at the same Redis, and also carries the
 per-lead leases that keep a lead's messages in order across workers (see
-:mod:`cel_whatsapp.dispatch`).
+:mod:`cel_whatsapp.core.dispatch`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from .config import DEFAULT_DEDUP_MAX_ENTRIES, DEFAULT_DEDUP_TTL
-from .digests import DigestQueue, DigestSet
-from .errors import CelWhatsappError
+from ..config import DEFAULT_DEDUP_MAX_ENTRIES, DEFAULT_DEDUP_TTL
+from ..errors import CelWhatsappError
+from ._digests import DigestQueue, DigestSet
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class InMemoryStore:
     workers are not caught: use :class:`RedisStore` there.
 
     A full store of the default 100,000 keys takes about 2.8 MiB
-    (see :mod:`cel_whatsapp.digests`).
+    (see :mod:`cel_whatsapp.core._digests`).
     """
 
     def __init__(

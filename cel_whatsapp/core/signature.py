@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from .errors import CelWhatsappError
+from ..errors import CelWhatsappError
 
 HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="

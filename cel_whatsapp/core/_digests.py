@@ -1,6 +1,6 @@
 """A compact set of 64-bit digests that also remembers the order they came in.
 
-:class:`~cel_whatsapp.dedup.InMemoryStore` remembers up to 100,000 message ids
+:class:`~cel_whatsapp.core.dedup.InMemoryStore` remembers up to 100,000 message ids
 per process for 7 days. As Python objects (a ``set`` of ints and a ``deque``
 for the order) that is about 86 bytes per id, most of it the int objects and
 the set's spare slots. Here the digests are plain 8-byte words: an

@@ -21,10 +21,10 @@ from typing import Any
 
 from marshmallow import Schema
 
+from ..errors import PayloadError
+from ..model import Lead, Message, StatusEvent, WebhookError
 from . import schemas
-from .content import Content, parse_content, webhook_error
-from .errors import PayloadError
-from .model import Lead, Message, StatusEvent, WebhookError
+from ._content import Content, parse_content, webhook_error
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import PayloadError
+from ..model import Message, StatusEvent
 from . import signature
 from .dedup import Store, StoreError, message_key, status_key
-from .errors import PayloadError
-from .model import Message, StatusEvent
 from .parsing import ParsedWebhook, parse_webhook
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from typing import Any
 import requests
 from requests.utils import get_environ_proxies
 
-from .config import DEFAULT_TIMEOUT
-from .errors import GraphAPIError, GraphTransportError
-from .quick_send import Answer, QuickSender
+from ..config import DEFAULT_TIMEOUT
+from ..errors import GraphAPIError, GraphTransportError
+from ._quick_send import Answer, QuickSender
 from .retry import PAIR_RATE_CODE, TRANSIENT_CODES, Retrier, RetryPolicy, is_retryable
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 Timeout = float | tuple[float, float]
 
 # Error codes for which sending the same request again may succeed (see
-# cel_whatsapp.retry for the whole policy): throttling, temporary and unknown
+# cel_whatsapp.core.retry for the whole policy): throttling, temporary and unknown
 # errors, and the pair rate limit.
 RETRYABLE_CODES = TRANSIENT_CODES | {PAIR_RATE_CODE}
 
@@ -126,7 +126,7 @@ class GraphClient:
     """Talks to the Graph API with a bearer token.
 
     ``base_url`` includes the version, e.g. ``https://graph.facebook.com/v25.0``.
-    ``retry`` (a :class:`~cel_whatsapp.retry.RetryPolicy`) makes failed calls
+    ``retry`` (a :class:`~cel_whatsapp.core.retry.RetryPolicy`) makes failed calls
     be sent again when Meta's error code says that is safe; without it every
     call is tried once.
     Environment settings (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``)

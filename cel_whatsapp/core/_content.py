@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from . import schemas
-from .model import (
+from ..model import (
     MEDIA_KINDS,
     Attachment,
     Choice,
@@ -30,6 +29,7 @@ from .model import (
     Reaction,
     WebhookError,
 )
+from . import schemas
 
 logger = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Final, TypeVar, cast
 
-from .config import DEFAULT_POLICY as DEFAULT_POLICY
-from .config import POLICIES as POLICIES
-from .config import LimitPolicy as LimitPolicy
-from .config import check_policy as check_policy
-from .replies import (
+from ..config import DEFAULT_POLICY as DEFAULT_POLICY
+from ..config import POLICIES as POLICIES
+from ..config import LimitPolicy as LimitPolicy
+from ..config import check_policy as check_policy
+from ..replies import (
     Button,
     Buttons,
     Contacts,
@@ -43,7 +43,7 @@ from .replies import (
     Text,
     Video,
 )
-from .sentences import split_text
+from ._sentences import split_text
 
 logger = logging.getLogger(__name__)
 

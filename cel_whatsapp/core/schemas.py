@@ -3,7 +3,7 @@
 Every schema excludes unknown fields, so fields Meta adds later never break
 parsing. Schemas are built once at import and reused: building one costs more
 than loading a small payload with it. Their ``load`` first tries a loader
-compiled from the same fields (see :mod:`cel_whatsapp.loaders`), which skips
+compiled from the same fields (see :mod:`cel_whatsapp.core._loaders`), which skips
 marshmallow's per-load bookkeeping and hands anything unusual back to
 marshmallow.
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 
-from .loaders import Loader, Unsure, compile_many, compile_schema, same_as_compiled
+from ._loaders import Loader, Unsure, compile_many, compile_schema, same_as_compiled
 
 # Timestamps outside this window are not real WhatsApp timestamps (the upper
 # bound is the year 9999, the largest a datetime holds).

@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .config import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_TOTAL_TIME
-from .errors import GraphAPIError, GraphTransportError
+from ..config import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_TOTAL_TIME
+from ..errors import GraphAPIError, GraphTransportError
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ off; then ``HTTPAdapter.send`` looks the connection pool up again, and
 ``build_response`` wraps urllib3's answer in a ``Response`` with a fresh
 cookie jar, whose body is then read back through a chunk generator. Under
 gunicorn this was most of a reply's cost (``python -m bench``, scenario 1),
-yet for the session :class:`~cel_whatsapp.graph.GraphClient` builds itself
+yet for the session :class:`~cel_whatsapp.core.graph.GraphClient` builds itself
 nearly all of it gives the same result on every call.
 
 :class:`QuickSender` works that out once per (method, URL): the request

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from .config import DEFAULT_MEDIA_MAX_BYTES
-from .errors import CelWhatsappError, GraphAPIError, GraphTransportError
+from ..config import DEFAULT_MEDIA_MAX_BYTES
+from ..errors import CelWhatsappError, GraphAPIError, GraphTransportError
+from ..model import MediaAttachment
 from .graph import GraphClient, error_from_response, int_or_none
-from .model import MediaAttachment
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Framework-free: takes a :class:`~cel_whatsapp.model.Message`, calls the user's
 assistant, turns its result (a string, a stream of chunks, rich replies, or
-``None``) into Cloud API sends through a :class:`~cel_whatsapp.graph.GraphClient`.
+``None``) into Cloud API sends through a :class:`~cel_whatsapp.core.graph.GraphClient`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeGuard, Union, cast
 
-from .config import DEFAULT_POLICY
-from .errors import GraphAPIError
+from ..config import DEFAULT_POLICY
+from ..errors import GraphAPIError
+from ..model import Lead, Message
 from .graph import GraphClient
-from .model import Lead, Message
 from .outbox import Outbox
 from .streaming import StreamMode, TextStreamer
 
 if TYPE_CHECKING:
-    from .replies import Reply
+    from ..replies import Reply
 
 logger = logging.getLogger(__name__)
 
-_REPLIES_MODULE = __name__.rpartition(".")[0] + ".replies"
+_REPLIES_MODULE = __name__.split(".")[0] + ".replies"
 
 #: What an assistant may return.
 AssistantResult = Union[str, "Reply", Iterable[Union[str, "Reply"]], None]

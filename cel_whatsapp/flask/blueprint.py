@@ -1,6 +1,6 @@
 """The Flask adapter: two thin views that hand plain values to the core.
 
-The views look up the per-app :class:`~cel_whatsapp.webhook.WebhookHandler`
+The views look up the per-app :class:`~cel_whatsapp.core.webhook.WebhookHandler`
 in ``app.extensions`` so one blueprint can serve several apps, each with its
 own configuration.
 """
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, request
 
-from .webhook import HttpResult, WebhookHandler
+from ..core.webhook import HttpResult, WebhookHandler
 
 EXTENSION_KEY = "cel_whatsapp"
 

@@ -9,7 +9,7 @@ once and answers the messages on a bounded pool of threads:
 
 - messages of one lead are answered one at a time, ordered by the message
   timestamp, then by arrival; different leads are answered in parallel;
-- with :class:`~cel_whatsapp.dedup.RedisStore` that order also holds across
+- with :class:`~cel_whatsapp.core.dedup.RedisStore` that order also holds across
   gunicorn workers and machines: each lead has a queue in Redis ordered the
   same way, and the worker whose message is at its head takes a lease on the
   lead (a Redis key with a TTL, renewed while the answer runs). A worker that
@@ -44,9 +44,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import config
+from .. import config
+from ..model import Message
 from .dedup import RedisStore, Store, safe_key
-from .model import Message
 
 logger = logging.getLogger(__name__)
 

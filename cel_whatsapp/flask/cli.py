@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .errors import CelWhatsappError
+from ..errors import CelWhatsappError
 
 if TYPE_CHECKING:
+    from ..replies import Reply
     from .connector import WhatsappConnector
-    from .replies import Reply
 
 
 def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
@@ -46,7 +46,7 @@ def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
         Works only inside the user's 24-hour customer-service window; use
         send-template otherwise.
         """
-        from .replies import Text  # loaded when a command runs, not with every app
+        from ..replies import Text  # loaded when a command runs, not with every app
 
         body = " ".join(text)
         deliver(to, lambda: Text(body, preview_url=True) if preview_url else body)
@@ -71,7 +71,7 @@ def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
     @click.argument("name")
     def send_template(to: str, language: str, params: tuple[str, ...], name: str) -> None:
         """Send the approved message template NAME (reaches users outside the 24-hour window)."""
-        from .replies import Template  # loaded when a command runs, not with every app
+        from ..replies import Template  # loaded when a command runs, not with every app
 
         deliver(to, lambda: Template.with_body(name, params, language=language))
 

@@ -13,14 +13,14 @@ import re
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any, Union
 
-from .config import DEFAULT_POLICY, check_policy
-from .errors import GraphAPIError
+from ..config import DEFAULT_POLICY, check_policy
+from ..errors import GraphAPIError
+from ..model import Lead
+from ._sentences import split_text
 from .graph import GraphClient
-from .model import Lead
-from .sentences import split_text
 
 if TYPE_CHECKING:
-    from .replies import Reply
+    from ..replies import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class Outbox:
     """Sends messages from one business number, within WhatsApp's limits.
 
     ``limits`` is the policy for replies over a limit: ``"fit"`` or
-    ``"strict"`` (see :mod:`cel_whatsapp.limits`).
+    ``"strict"`` (see :mod:`cel_whatsapp.core.limits`).
     """
 
     def __init__(
@@ -139,8 +139,8 @@ class Outbox:
         # Reply types and their limits load with the first reply object or
         # proactive send: an app answering with plain text (send_text) never
         # needs them, and each gunicorn worker is the leaner for it.
+        from ..replies import React, Reply, Text
         from .limits import fit_reply
-        from .replies import React, Reply, Text
 
         if isinstance(item, str):
             if not item.strip():

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal, TypeAlias
 
-from .model import Message, StatusEvent, Update, WebhookError
+from ..model import Message, StatusEvent, Update, WebhookError
 from .parsing import ParsedWebhook
 
 logger = logging.getLogger(__name__)

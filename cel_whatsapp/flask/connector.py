@@ -10,18 +10,14 @@ import requests
 from flask import Blueprint, Flask
 from flask.sansio.blueprints import BlueprintSetupState
 
-from . import config
-from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
-from .cli import add_commands
-from .dedup import InMemoryStore, Store
-from .dispatch import Dispatcher, make_dispatcher
-from .errors import ConfigurationError
-from .graph import GraphClient, Timeout
-from .model import Lead, MediaAttachment, Message
-from .outbox import MediaSource, Outbox
-from .responder import Assistant, Responder, SendErrorHandler
-from .retry import RetryPolicy
-from .routing import (
+from .. import config
+from ..core.dedup import InMemoryStore, Store
+from ..core.dispatch import Dispatcher, make_dispatcher
+from ..core.graph import GraphClient, Timeout
+from ..core.outbox import MediaSource, Outbox
+from ..core.responder import Assistant, Responder, SendErrorHandler
+from ..core.retry import RetryPolicy
+from ..core.routing import (
     AssistantTypes,
     ErrorCallback,
     MessageCallback,
@@ -29,14 +25,18 @@ from .routing import (
     UpdateCallback,
     UpdateRouter,
 )
-from .streaming import StreamMode
-from .webhook import VerificationHandler, WebhookHandler
+from ..core.streaming import StreamMode
+from ..core.webhook import VerificationHandler, WebhookHandler
+from ..errors import ConfigurationError
+from ..model import Lead, MediaAttachment, Message
+from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
+from .cli import add_commands
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .media import MediaFile
-    from .replies import Reply
+    from ..core.media import MediaFile
+    from ..replies import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -382,9 +382,9 @@ class WhatsappConnector:
 
         Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses, and
         :class:`~cel_whatsapp.MediaDownloadError` when the file is larger than
-        ``max_bytes`` or fails its SHA-256 check. See :func:`cel_whatsapp.media.download_media`.
+        ``max_bytes`` or fails its SHA-256 check. See :func:`cel_whatsapp.core.media.download_media`.
         """
-        from .media import download_media  # loaded by the apps that download media
+        from ..core.media import download_media  # loaded by the apps that download media
 
         self._fill_missing(None)
         graph = self._graph_client()

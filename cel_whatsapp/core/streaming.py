@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 
-from .config import TEXT_LIMIT
-from .sentences import boundaries, split_text
+from ..config import TEXT_LIMIT
+from ._sentences import boundaries, split_text
 
 
 class StreamMode(str, enum.Enum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from .config import TEXT_LIMIT
+from ..config import TEXT_LIMIT
 
 # Words that end with a period without ending a sentence (compared lower-case,
 # without their final period).
