@@ -24,13 +24,19 @@ logger = logging.getLogger(__name__)
 VerificationHandler = Callable[[Any], Any]
 
 
+#: Sent with every answer: browsers must not guess another type for a body we echo.
+NOSNIFF: tuple[tuple[str, str], ...] = (("X-Content-Type-Options", "nosniff"),)
+TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResult:
-    """An HTTP answer: status, body, and its media type."""
+    """An HTTP answer: status, body, its media type, and further headers."""
 
     status: int
     body: str
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = NOSNIFF
 
     @classmethod
     def json(cls, status: int, **fields: Any) -> HttpResult:
@@ -41,7 +47,7 @@ class HttpResult:
         return cls.json(status, error=message)
 
 
-OK = HttpResult(200, "OK", "text/plain")
+OK = HttpResult(200, "OK", TEXT_PLAIN)
 
 #: Receives the new messages of a delivery; returns those it could not accept.
 MessagesHandler = Callable[[list[Message]], "Sequence[Message] | None"]
@@ -88,7 +94,9 @@ class WebhookHandler:
         """Answer Meta's subscription check.
 
         ``hub.challenge`` is echoed only when ``hub.mode`` is ``subscribe`` and
-        ``hub.verify_token`` matches (compared in constant time).
+        ``hub.verify_token`` matches (compared in constant time), as
+        ``text/plain`` with ``X-Content-Type-Options: nosniff`` so that no
+        browser reads the echo as HTML or script.
         """
         mode = params.get("hub.mode")
         token = params.get("hub.verify_token")
@@ -102,9 +110,9 @@ class WebhookHandler:
         self._run_verification_handler(challenge if ok else False)
         if ok:
             logger.info("webhook verified for phone number id %s", self.phone_number_id)
-            return HttpResult(200, challenge or "", "text/plain")
+            return HttpResult(200, challenge or "", TEXT_PLAIN)
         logger.warning("webhook verification refused (mode=%r)", mode)
-        return HttpResult(403, "Forbidden", "text/plain")
+        return HttpResult(403, "Forbidden", TEXT_PLAIN)
 
     def _run_verification_handler(self, outcome: Any) -> None:
         handler = self._verification_handler()
