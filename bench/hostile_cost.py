@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from cel_whatsapp import config
 from cel_whatsapp.config import DEFAULT_MAX_BODY_BYTES
 from cel_whatsapp.dedup import InMemoryStore
 from cel_whatsapp.signature import sign
@@ -32,6 +33,8 @@ from cel_whatsapp.webhook import WebhookHandler
 from .constants import APP_SECRET, PHONE_NUMBER_ID, VERIFY_TOKEN
 
 LIMIT = DEFAULT_MAX_BODY_BYTES
+#: The items a POST may hold (read this way so the bench also runs on code without the cap).
+CAP: int = getattr(config, "DEFAULT_MAX_ITEMS_PER_POST", 10_000)
 _METADATA = {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID}
 _TEXT = {
     "from": "16315551181",
@@ -201,6 +204,69 @@ def shapes() -> dict[str, Callable[[], bytes]]:
         ),
         "nesting 1,750,000 deep": _deep((LIMIT - 20) // 2),
         "nesting 900 deep": _deep(900),
+        **_at_the_cap(),
+    }
+
+
+def _repeat(doc: dict[str, Any], item: bytes, count: int) -> Callable[[], bytes]:
+    """A builder putting ``count`` copies of ``item`` where ``doc`` holds ``"@"``."""
+    head, tail = _around(doc)
+    return lambda: head + b",".join([item] * count) + tail
+
+
+def _each(doc: dict[str, Any], make: Callable[[int], Any], count: int) -> Callable[[], bytes]:
+    """Like :func:`_repeat`, with ``count`` items that differ."""
+    head, tail = _around(doc)
+    return lambda: head + b",".join(_dumps(make(i)) for i in range(count)) + tail
+
+
+def _at_the_cap() -> dict[str, Callable[[], bytes]]:
+    """The costliest bodies that fit within the item cap (entry and change included)."""
+    n = CAP - 2
+    half = (CAP - 2) // 2
+    wrong_status = {key: 1 for key in ("id", "status", "recipient_id", "pricing", "errors")}
+    wrong_message = {key: 1 for key in ("id", "from", "type", "text", "context")}
+    return {
+        f"AT THE CAP: {n:,} empty statuses": _repeat(_env(statuses=["@"]), b"{}", n),
+        f"{n:,} statuses, every field wrong": _repeat(
+            _env(statuses=["@"]), _dumps({**wrong_status, "timestamp": "x"}), n
+        ),
+        f"{n:,} messages, every field wrong": _repeat(
+            _env(messages=["@"]), _dumps({**wrong_message, "timestamp": "x"}), n
+        ),
+        f"{n:,} valid texts, distinct ids": _each(_env(messages=["@"]), _text, n),
+        f"{n:,} valid statuses, distinct ids": _each(_env(statuses=["@"]), _status, n),
+        f"{half:,} contacts + {half:,} texts": lambda: _dumps(
+            _env(
+                contacts=[{"wa_id": f"1631{i:07d}", "profile": {"name": "x"}} for i in range(half)],
+                messages=[_text(i) for i in range(half)],
+            )
+        ),
+        f"{CAP // 3:,} entries, one text each": _each(
+            {"entry": ["@"]}, lambda i: _env(messages=[_text(i)])["entry"][0], CAP // 3
+        ),
+        f"{n - 1:,} malformed value.contacts + 1 text": _repeat(
+            _env(messages=[_TEXT], contacts=["@"]), b'{"wa_id":1}', n - 1
+        ),
+        f"contacts message, {n - 1:,} malformed cards": _repeat(
+            _env(messages=[{**_TEXT, "type": "contacts", "contacts": ["@"]}]),
+            b'{"name":1,"phones":1}',
+            n - 1,
+        ),
+        f"one message, {n - 1:,} malformed errors": _repeat(
+            _env(messages=[{**_TEXT, "errors": ["@"]}]), b'{"code":"x"}', n - 1
+        ),
+        f"{half:,} flow replies, bad response_json": _repeat(
+            _env(messages=["@"]),
+            _dumps(
+                {
+                    **_TEXT,
+                    "type": "interactive",
+                    "interactive": {"type": "nfm_reply", "nfm_reply": {"response_json": "[1]"}},
+                }
+            ),
+            half,
+        ),
     }
 
 
