@@ -26,7 +26,7 @@ from typing import Any
 
 from .errors import PayloadError
 
-__all__ = ["VALUE_ARRAYS", "ItemBudget", "TooManyItemsError"]
+__all__ = ["VALUE_ARRAYS", "ItemBudget", "TooManyItemsError", "fits_without_counting"]
 
 #: The arrays of a change's ``value`` that hold updates (and the senders' profiles).
 VALUE_ARRAYS = ("errors", "contacts", "messages", "message_echoes", "statuses")
@@ -45,6 +45,17 @@ class TooManyItemsError(PayloadError):
             "in one POST; Meta sends at most 1000 updates per POST"
         )
         self.limit = limit
+
+
+def fits_without_counting(body_bytes: int, limit: int) -> bool:
+    """Whether a JSON body of ``body_bytes`` bytes holds at most ``limit`` items whatever it says.
+
+    Every item is an element of a JSON array, and ``n`` elements take at least
+    ``2n - 1`` bytes (``0,0,0``); so a body shorter than ``2 * limit`` bytes
+    cannot hold more than ``limit`` of them. That is nearly every webhook: a
+    text message takes about 500 bytes.
+    """
+    return body_bytes < 2 * limit
 
 
 def _length(value: Any) -> int:
@@ -78,13 +89,14 @@ class ItemBudget:
         The walk never visits more entries or changes than the budget holds:
         each list's length is taken before it is walked.
         """
-        # Runs on every POST: locals and inline checks rather than method calls.
+        limit = self.limit
+        # Runs on many POSTs: locals and inline checks rather than method calls.
         entries = data.get("entry")
         if not isinstance(entries, _LISTS):
             return
         left = self.left - len(entries)
         if left < 0:
-            raise TooManyItemsError(self.limit)
+            raise TooManyItemsError(limit)
         for entry in entries:
             if not isinstance(entry, _MAPPINGS):
                 continue
@@ -93,18 +105,19 @@ class ItemBudget:
                 continue
             left -= len(changes)
             if left < 0:
-                raise TooManyItemsError(self.limit)
+                raise TooManyItemsError(limit)
             for change in changes:
                 if not isinstance(change, _MAPPINGS):
                     continue
                 value = change.get("value")
                 if isinstance(value, _MAPPINGS):
+                    get = value.get
                     for key in VALUE_ARRAYS:
-                        items = value.get(key)
-                        if isinstance(items, _LISTS):
+                        items = get(key)
+                        if items and isinstance(items, _LISTS):
                             left -= len(items)
                     if left < 0:
-                        raise TooManyItemsError(self.limit)
+                        raise TooManyItemsError(limit)
         self.left = left
 
     def spend_status(self, status: Any) -> None:

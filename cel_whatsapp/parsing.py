@@ -61,15 +61,26 @@ class _Batch:
 
     __slots__ = ("budget", "log", "phone_number_id", "result")
 
-    def __init__(self, phone_number_id: str | None, max_items: int) -> None:
+    def __init__(self, phone_number_id: str | None, max_items: int | None) -> None:
         self.phone_number_id = phone_number_id
         self.result = ParsedWebhook()
-        self.budget = ItemBudget(max_items)
-        self.log = SkipLog()
+        # None: a body too small to hold too many items is not counted.
+        self.budget = ItemBudget(max_items) if max_items is not None else None
+        #: Made on the first skip: most bodies have none.
+        self.log: SkipLog | None = None
 
     def skip(self, kind: str, where: str, names: list[str] | tuple[str, ...] = ()) -> None:
+        """An item was malformed: count it and note it for the summary line."""
         self.result.skipped += 1
+        if self.log is None:
+            self.log = SkipLog()
         self.log.skip(kind, where, names)
+
+    def leave_out(self, kind: str, where: str, names: list[str] | tuple[str, ...] = ()) -> None:
+        """A part of a kept item was unusable: note it for the summary line."""
+        if self.log is None:
+            self.log = SkipLog()
+        self.log.leave_out(kind, where, names)
 
     def load_or_skip(
         self, schema: Schema, raw: Any, kind: str, where: str
@@ -84,7 +95,10 @@ class _Batch:
 
 
 def parse_webhook(
-    data: Any, *, phone_number_id: str | None, max_items: int = DEFAULT_MAX_ITEMS_PER_POST
+    data: Any,
+    *,
+    phone_number_id: str | None,
+    max_items: int | None = DEFAULT_MAX_ITEMS_PER_POST,
 ) -> ParsedWebhook:
     """Parse a decoded webhook body.
 
@@ -92,12 +106,14 @@ def parse_webhook(
     ``None`` keeps all of them. A body holding more than ``max_items`` items
     (see :mod:`cel_whatsapp.budget`) raises
     :class:`~cel_whatsapp.budget.TooManyItemsError`; its entries, changes and
-    updates are counted before any of them is parsed.
+    updates are counted before any of them is parsed. ``max_items=None``
+    counts nothing: for a body known to be small enough.
     """
     if not isinstance(data, Mapping):
         raise PayloadError("the body must be a JSON object with an 'entry' list")
     batch = _Batch(phone_number_id, max_items)
-    batch.budget.spend_envelope(data)
+    if batch.budget is not None:
+        batch.budget.spend_envelope(data)
     try:
         envelope = schemas.ENVELOPE.load(data)
     except schemas.ValidationError as err:
@@ -113,7 +129,7 @@ def parse_webhook(
         for change_index, raw_change in enumerate(entry["changes"]):
             where = f"entry[{entry_index}].changes[{change_index}]"
             _parse_change(raw_change, entry.get("id"), where, batch)
-    if batch.log:
+    if batch.log is not None:
         logger.warning("webhook: %s", batch.log.summary())
     if batch.result.ignored:
         logger.debug(
@@ -189,7 +205,7 @@ def _load_contacts(raw_contacts: list[Any], where: str, batch: _Batch) -> list[d
             try:
                 contacts.append(schemas.CONTACT.load(raw))
             except schemas.ValidationError as err:
-                batch.log.leave_out(
+                batch.leave_out(
                     "value.contacts item", f"{where}.contacts[{index}]", field_names(err.messages)
                 )
         return contacts
@@ -208,28 +224,33 @@ class _Contacts:
 
     def __init__(self, items: list[dict[str, Any]]) -> None:
         self.items = items
-        self._by_wa_id: dict[str, int] | None = None
-        self._by_user_id: dict[str, int] = {}
 
     def find(self, phone: str | None, user_id: str | None) -> Mapping[str, Any] | None:
         """The first contact with this phone (``wa_id``) or user id; the only one if just one."""
         items = self.items
         if len(items) < 2:
             return items[0] if items else None
-        by_wa_id = self._by_wa_id
-        if by_wa_id is None:
-            by_wa_id = self._by_wa_id = {}
-            for index, contact in enumerate(items):
-                # setdefault: the first contact listed wins, as a linear search found it.
-                if contact["wa_id"]:
-                    by_wa_id.setdefault(contact["wa_id"], index)
-                if contact["user_id"]:
-                    self._by_user_id.setdefault(contact["user_id"], index)
+        try:
+            by_wa_id, by_user_id = self._by_wa_id, self._by_user_id
+        except AttributeError:
+            by_wa_id, by_user_id = self._index()
         by_phone = by_wa_id.get(phone) if phone else None
-        by_user = self._by_user_id.get(user_id) if user_id else None
+        by_user = by_user_id.get(user_id) if user_id else None
         if by_phone is None:
             return None if by_user is None else items[by_user]
         return items[by_phone if by_user is None else min(by_phone, by_user)]
+
+    def _index(self) -> tuple[dict[str, int], dict[str, int]]:
+        by_wa_id: dict[str, int] = {}
+        by_user_id: dict[str, int] = {}
+        for index, contact in enumerate(self.items):
+            # setdefault: the first contact listed wins, as a linear search found it.
+            if contact["wa_id"]:
+                by_wa_id.setdefault(contact["wa_id"], index)
+            if contact["user_id"]:
+                by_user_id.setdefault(contact["user_id"], index)
+        self._by_wa_id, self._by_user_id = by_wa_id, by_user_id
+        return by_wa_id, by_user_id
 
 
 def _parse_message(
@@ -246,7 +267,8 @@ def _parse_message(
     if lead is None:
         batch.skip("message", where, ("from", "from_user_id"))
         return
-    batch.budget.spend_message(raw, loaded["type"])
+    if batch.budget is not None:
+        batch.budget.spend_message(raw, loaded["type"])
     message = _message(loaded, raw, lead, base, where, batch)
     if message is not None:
         batch.result.messages.append(message)
@@ -262,7 +284,8 @@ def _parse_echo(raw: Any, base: Mapping[str, Any], where: str, batch: _Batch) ->
         batch.skip("echo", where, ("to", "to_user_id"))
         return
     lead = Lead(id=lead_id, phone=phone, user_id=user_id, phone_number_id=base["phone_number_id"])
-    batch.budget.spend_message(raw, loaded["type"])
+    if batch.budget is not None:
+        batch.budget.spend_message(raw, loaded["type"])
     message = _message(loaded, raw, lead, {**base, "echo": True}, where, batch)
     if message is not None:
         batch.result.messages.append(message)
@@ -308,7 +331,7 @@ def _message(
         text_obj = loaded["text"]
         text = text_obj["body"] if text_obj else None
         if text_obj is None:
-            batch.log.leave_out("'text' message without its 'text' object", where)
+            batch.leave_out("'text' message without its 'text' object", where)
     else:
         try:
             content = parse_content(message_type, raw)
@@ -317,11 +340,11 @@ def _message(
             batch.skip(f"{message_type!r} content", where, field_names(err.messages))
             return None
         if content.missing:
-            batch.log.leave_out(
+            batch.leave_out(
                 f"{message_type!r} message without its {content.missing!r} object", where
             )
         if content.left_out:
-            batch.log.leave_out(f"{message_type!r} message's {content.left_out}", where)
+            batch.leave_out(f"{message_type!r} message's {content.left_out}", where)
         text = content.text
         extra.update(content.metadata)
 
@@ -358,13 +381,14 @@ def _message_errors(raw_errors: Any, where: str, batch: _Batch) -> tuple[Webhook
     try:
         loaded = schemas.ERROR.load(raw_errors, many=True)
     except schemas.ValidationError as err:
-        batch.log.leave_out("message's errors", where, field_names(err.messages))
+        batch.leave_out("message's errors", where, field_names(err.messages))
         return ()
     return tuple(webhook_error(e) for e in loaded)
 
 
 def _parse_status(raw: Any, where: str, batch: _Batch) -> None:
-    batch.budget.spend_status(raw)  # its errors are loaded with it
+    if batch.budget is not None:
+        batch.budget.spend_status(raw)  # its errors are loaded with it
     loaded = batch.load_or_skip(schemas.STATUS, raw, "status", where)
     if loaded is None:
         return

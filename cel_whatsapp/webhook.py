@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import signature
-from .budget import TooManyItemsError
+from .budget import TooManyItemsError, fits_without_counting
 from .config import DEFAULT_MAX_ITEMS_PER_POST
 from .dedup import Store, StoreError, message_key, safe_key, status_key
 from .errors import PayloadError
@@ -147,10 +147,10 @@ class WebhookHandler:
             data = json.loads(body)
         except (ValueError, RecursionError):
             return HttpResult.error(400, "body is not valid JSON")
+        # Nearly every body is too short to hold too many items: those are not counted.
+        max_items = None if fits_without_counting(len(body), self.max_items) else self.max_items
         try:
-            parsed = parse_webhook(
-                data, phone_number_id=self.phone_number_id, max_items=self.max_items
-            )
+            parsed = parse_webhook(data, phone_number_id=self.phone_number_id, max_items=max_items)
         except TooManyItemsError as exc:
             # 413: like a body over the byte cap, the same body will never fit.
             logger.warning("webhook refused (413): %s", exc.reason)

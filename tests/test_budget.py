@@ -11,12 +11,13 @@ from hypothesis import strategies as st
 from marshmallow import fields
 
 from cel_whatsapp import schemas
-from cel_whatsapp.budget import ItemBudget, TooManyItemsError
+from cel_whatsapp.budget import ItemBudget, TooManyItemsError, fits_without_counting
 from cel_whatsapp.errors import PayloadError
 from cel_whatsapp.parsing import parse_webhook
 from cel_whatsapp.skips import SkipLog, field_names
 from cel_whatsapp.testing import envelope
 from cel_whatsapp.testing.webhooks import change_value
+from cel_whatsapp.webhook import WebhookHandler
 
 #: Every list a schema loads item by item, and who counts it.
 COUNTED_LISTS = {
@@ -101,6 +102,25 @@ def test_lists_inside_a_message_are_counted_by_its_type() -> None:
     budget.spend_status({"errors": [{}] * 2})
     budget.spend_status("junk")
     assert budget.left == 100 - 7 - 4 - 2
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    limit=st.integers(min_value=1, max_value=60),
+    count=st.integers(min_value=0, max_value=70),
+    spaces=st.booleans(),
+)
+def test_bodies_too_short_to_hold_too_many_items_skip_the_count(
+    limit: int, count: int, spaces: bool
+) -> None:
+    # The densest items there are: one-digit entries. Counted or not, a body
+    # is refused exactly when it holds more than the limit.
+    separator = ", " if spaces else ","
+    raw = ('{"entry":[' + separator.join(["0"] * count) + "]}").encode()
+    if fits_without_counting(len(raw), limit):
+        assert count <= limit
+    handler = WebhookHandler(verify_token="v", phone_number_id="1", max_items=limit)
+    assert handler.receive(raw, None).status == (413 if count > limit else 200)
 
 
 def test_field_names_never_hold_values_and_stay_short() -> None:
