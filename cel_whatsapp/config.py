@@ -54,6 +54,19 @@ DEFAULT_SHUTDOWN_TIMEOUT: Final = 25.0
 #: attempts and waits of one request may take together.
 DEFAULT_RETRY_ATTEMPTS: Final = 5
 DEFAULT_RETRY_TOTAL_TIME: Final = 60.0
+# Limits against amplification (issue 11): what one POST may make us do and remember.
+#: Items one webhook POST may hold: entries, changes, the elements of each
+#: change's ``messages``, ``statuses``, ``errors``, ``contacts`` and
+#: ``message_echoes``, and the elements of the lists parsed inside one update
+#: (a ``contacts`` message's cards and their phones and emails, an order's
+#: product items, a message's or status's ``errors``). Meta sends at most 1,000
+#: updates per POST; even each in its own entry and change, with a contact each,
+#: that is 4,000 items. More is refused with 413 before any item is parsed.
+DEFAULT_MAX_ITEMS_PER_POST: Final = 10_000
+#: How many status-update keys ``InMemoryStore`` keeps at most, apart from the
+#: message ids (``DEFAULT_DEDUP_MAX_ENTRIES``): every message sent yields several
+#: statuses (sent, delivered, read), which must not push message ids out.
+DEFAULT_DEDUP_MAX_STATUS_ENTRIES: Final = 100_000
 
 #: Configuration keys, read from ``app.config`` and then from ``os.environ``.
 TOKEN_KEY: Final = "WHATSAPP_TOKEN"  # noqa: S105 - a key name, not a secret

@@ -13,7 +13,7 @@ import pytest
 from cel_whatsapp import InMemoryStore, Message, RedisStore, Store
 from cel_whatsapp.core.dedup import StoreError, message_key, safe_key, status_key
 from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message, text_webhook
-from cel_whatsapp.testing.webhooks import change_value
+from cel_whatsapp.testing.webhooks import change_value, status
 
 from .conftest import MakeConnector, make_app, post_webhook
 
@@ -123,8 +123,8 @@ def test_in_memory_store_stays_bounded_however_many_claims_are_released() -> Non
     for index in range(5_000):
         assert store.claim(f"key-{index}")
         store.release(f"key-{index}")
-    assert len(store._order) <= 100
-    assert len(store._released) <= 100
+    assert len(store._messages._order) <= 100
+    assert len(store._messages._released) <= 100
     assert store.claim("key-4999")  # released: taken again
 
 
@@ -151,6 +151,33 @@ def test_in_memory_is_bounded_and_says_so(caplog: pytest.LogCaptureFixture) -> N
     assert store.claim("a")  # the oldest were forgotten first
     assert not store.claim("e")
     assert caplog.text.count("InMemoryStore is full") == 1
+
+
+def test_a_flood_of_statuses_never_pushes_a_message_id_out() -> None:
+    # Every reply yields sent, delivered and read statuses: far more status
+    # claims than message claims, which must not evict the message ids.
+    store = InMemoryStore(max_entries=10)
+    message = message_key("1", "wamid.ASKED")
+    assert store.claim(message)
+    for index in range(30):  # three times the bound of message ids
+        assert store.claim(status_key("1", f"wamid.OUT{index}", "delivered"))
+    assert store.claim(message) is False  # Meta's redelivery is still recognised
+    assert len(store) == 1 + 30
+
+
+def test_statuses_have_their_own_bound_and_say_so(caplog: pytest.LogCaptureFixture) -> None:
+    store = InMemoryStore(max_entries=5, max_status_entries=2)
+    keys = [status_key("1", f"wamid.OUT{index}", "read") for index in range(3)]
+    with caplog.at_level(logging.WARNING, logger="cel_whatsapp"):
+        assert all(store.claim(key) for key in keys)
+        assert store.claim(message_key("1", "wamid.IN"))
+    assert store.claim(keys[0])  # the oldest status was forgotten...
+    assert not store.claim(keys[2])  # ...not the newest
+    [record] = [r for r in caplog.records if "InMemoryStore is full" in r.getMessage()]
+    assert "max_status_entries" in record.getMessage()
+    store.release(keys[2])
+    assert store.claim(keys[2])  # release finds the status partition too
+    assert "max_status_entries=2" in repr(store)
 
 
 def test_in_memory_claim_is_atomic_across_threads() -> None:
@@ -235,6 +262,26 @@ def test_partly_new_redelivery_answers_only_the_new_message(
     post_webhook(client, envelope(change_value([first])))
     post_webhook(client, envelope(change_value([first, second])))
     assert calls == ["wamid.1", "wamid.2"]
+
+
+def test_a_status_flood_between_redeliveries_does_not_answer_twice(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    # Replies produce sent, delivered and read statuses for every message
+    # sent; in one shared budget they evicted the ids of messages answered.
+    store = InMemoryStore(max_entries=20)
+    client, calls, _ = _counting_client(make_connector, store=store)
+    body = text_webhook("hello", id="wamid.ASKED")
+    assert post_webhook(client, body).status_code == 200
+    statuses = [
+        status(f"wamid.OUT{index}", name)
+        for index in range(20)
+        for name in ("sent", "delivered", "read")
+    ]
+    assert post_webhook(client, envelope(change_value(statuses=statuses))).status_code == 200
+    assert post_webhook(client, body).status_code == 200  # Meta delivers it again
+    assert calls == ["wamid.ASKED"]
+    assert graph.sent_texts() == ["re: hello"]
 
 
 def test_same_store_shared_by_two_connectors_answers_once(

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cel_whatsapp import Message, WhatsappConnector
+from cel_whatsapp.config import DEFAULT_MAX_ITEMS_PER_POST
 from cel_whatsapp.core.signature import sign
 from cel_whatsapp.testing import FakeGraphAPI, encode, envelope, text_message
 from cel_whatsapp.testing.webhooks import change_value, contact
@@ -142,7 +143,8 @@ class Mutation:
             if isinstance(node, dict):
                 stack.extend(((*path, key), value) for key, value in node.items())
             elif isinstance(node, list):
-                stack.extend(((*path, index), value) for index, value in enumerate(node))
+                # The first few items only: a flooded list holds thousands.
+                stack.extend(((*path, index), value) for index, value in enumerate(node[:20]))
         return found
 
     @staticmethod
@@ -163,6 +165,8 @@ class Mutation:
             parent[last] = json.dumps(parent[last])
         elif action == "nest":
             parent[last] = _deeply_nested(400)
+        elif action == "flood":
+            parent[last] = [{}] * (DEFAULT_MAX_ITEMS_PER_POST + 1)
         elif action == "insert" and isinstance(parent, list):
             parent.insert(last, new)
         elif action == "insert":
@@ -176,7 +180,9 @@ def mutated_bodies(draw: st.DrawFn) -> dict[str, Any] | list[Any] | Any:
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
         paths = Mutation.paths(doc)
         path = draw(st.sampled_from(paths))
-        action = draw(st.sampled_from(["replace", "delete", "wrap", "stringify", "nest", "insert"]))
+        action = draw(
+            st.sampled_from(["replace", "delete", "wrap", "stringify", "nest", "insert", "flood"])
+        )
         if action == "delete" and not path:
             action = "replace"
         doc = Mutation.apply(doc, path, action, draw(JSON))
@@ -347,6 +353,8 @@ def test_headers_are_checked_before_the_body(
     before = len(seen)
     response = shared_client.post("/whatsapp", data=raw, headers=headers)
     _check(response, errors)
+    if not content_type.startswith("application/json"):
+        assert response.status_code == 415  # a missing Content-Type too: Meta always sends it
     if signature in ("none", "garbage", "wrong"):
         assert response.status_code in (401, 403, 415)
         assert len(seen) == before  # nothing was parsed or answered
@@ -406,6 +414,117 @@ def test_valid_messages_in_a_partly_broken_batch_are_answered(
     seen.clear()
     _check(_post(client, encode(body)), errors)
     assert [i for i in seen if "GOOD" in i] == []
+
+
+# -- amplification: many items, each cheap to send and costly to handle -----------------
+
+#: The item cap of the amplification client: low, so that examples stay quick.
+SMALL_CAP = 300
+
+
+class WarningCount(logging.Handler):
+    """Counts the records at WARNING and above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+@pytest.fixture(scope="module")
+def small_cap(
+    hostile: tuple[FakeGraphAPI, list[str], ErrorLogs],
+) -> tuple[FlaskClient, list[str]]:
+    """A client whose webhook takes at most SMALL_CAP items, and the ids its assistant saw."""
+    graph, _, _ = hostile
+    seen: list[str] = []
+    client = _client(graph, seen, max_body_bytes=3_500_000)
+    handlers = client.application.extensions["cel_whatsapp"]
+    handlers["whatsapp"].max_items = SMALL_CAP  # what WhatsappConnector(max_items=) would set
+    return client, seen
+
+
+def _item(kind: str, index: int) -> Any:
+    """One element of a value array: valid, empty, null, or of the wrong type."""
+    if kind == "text":
+        return text_message("amplified", sender=f"1555{index:07d}", id=_wamid("AMP"))
+    if kind == "status":
+        return {"id": _wamid("OUT"), "status": "read", "timestamp": "1700000000"}
+    return {"empty": {}, "null": None, "junk": [1], "wrong": {"id": 1, "timestamp": "x"}}[kind]
+
+
+@st.composite
+def amplified_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], int]:
+    """Many entries, changes and updates, or long lists inside one update; and their count."""
+    many = [SMALL_CAP // 4, SMALL_CAP - 3, SMALL_CAP, 2 * SMALL_CAP]
+    kinds = st.sampled_from(["text", "status", "empty", "null", "junk", "wrong"])
+    # One dimension grows at a time, so that generating a body stays quick.
+    entry_count = draw(st.sampled_from([1, 1, 2, 5, SMALL_CAP // 2, SMALL_CAP + 1]))
+    change_counts = [0, 1] if entry_count > 5 else [0, 1, 1, 3, SMALL_CAP + 1]
+    entries: list[Any] = []
+    items = 0
+    for _ in range(entry_count):
+        changes: list[Any] = []
+        change_count = draw(st.sampled_from(change_counts))
+        sizes = st.sampled_from([0, 1, 2] if entry_count * change_count > 5 else [0, 1, 10, *many])
+        for _ in range(change_count):
+            value = change_value()
+            for array in ("messages", "statuses", "errors", "contacts", "message_echoes"):
+                count = draw(sizes) if draw(st.integers(0, 4)) == 0 else 0
+                kind = draw(kinds)
+                value[array] = [_item(kind, index) for index in range(count)]
+                items += count
+            changes.append({"field": "messages", "value": value})
+        entries.append({"id": "1", "changes": changes})
+        items += 1 + len(changes)
+    inner = draw(st.sampled_from(["none", "cards", "errors", "order", "phones"]))
+    if inner != "none" and entries and entries[0]["changes"]:
+        count = draw(st.sampled_from([1, 10, *many]))
+        message = text_message("inner", id=_wamid("INNER"))
+        if inner == "cards":
+            message.update(type="contacts", contacts=[{}] * count)
+        elif inner == "errors":
+            message["errors"] = [{"code": 1}] * count
+        elif inner == "order":
+            message.update(type="order", order={"product_items": [{}] * count})
+        else:
+            message.update(type="contacts", contacts=[{"phones": [{}] * count}])
+            count += 1
+        entries[0]["changes"][0]["value"]["messages"].append(message)
+        items += 1 + count
+    return {"object": "whatsapp_business_account", "entry": entries}, items
+
+
+@examples(150)
+@given(batch=amplified_bodies())
+def test_many_items_are_refused_or_handled_with_a_line_or_two(
+    hostile: tuple[FakeGraphAPI, list[str], ErrorLogs],
+    small_cap: tuple[FlaskClient, list[str]],
+    batch: tuple[dict[str, Any], int],
+) -> None:
+    client, seen = small_cap
+    body, items = batch
+    counter = WarningCount()
+    # The webhook's own lines (routing, downstream, still logs each value.errors item).
+    loggers = [logging.getLogger(f"cel_whatsapp.{name}") for name in ("webhook", "parsing")]
+    for logger in loggers:
+        logger.addHandler(counter)
+    seen.clear()
+    try:
+        response = _post(client, _raw(body))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(counter)
+    _check(response, hostile[2])
+    if items > SMALL_CAP:
+        assert response.status_code == 413
+        assert seen == []  # nothing of a refused body reaches the assistant
+    else:
+        assert response.status_code == 200
+    # One refusal line, or one summary of what was skipped; never one per item.
+    assert counter.count <= 2
 
 
 def test_oversized_body_without_content_length_is_413_unread(

@@ -56,6 +56,23 @@ def test_unsigned_and_badly_signed_posts_are_refused(whatsapp: WhatsappTestClien
     assert whatsapp.sent() == []
 
 
+def test_the_kit_always_sends_a_json_content_type(
+    whatsapp: WhatsappTestClient, monkeypatch
+) -> None:
+    # The webhook answers 415 to a POST without one, as Meta always sends it.
+    monkeypatch.delenv("WHATSAPP_APP_SECRET")
+    assert webhooks.signed_headers(b"{}", None) == {"Content-Type": "application/json"}
+    assert webhooks.signed_headers(b"{}", "s")["Content-Type"] == "application/json"
+    unsigned = WhatsappTestClient(whatsapp.graph, app_secret=None)
+    app = Flask("unsigned_bot")
+    app.config.update(unsigned.config)  # no app secret: signatures are not checked
+    connector = WhatsappConnector(read_receipts=False, dispatch="inline")
+    connector.assistant(lambda message: f"You said: {message.text}")
+    connector.init_app(app)
+    assert unsigned.post(app, webhooks.text_webhook("hi"), signed=False).status_code == 200
+    assert unsigned.sent_texts() == ["You said: hi"]
+
+
 def test_send_builds_any_message_and_scripted_failures_reach_the_app(
     whatsapp: WhatsappTestClient, caplog
 ) -> None:

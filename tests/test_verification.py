@@ -6,6 +6,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from cel_whatsapp import WhatsappConnector
+from cel_whatsapp.core.webhook import WebhookHandler
 
 from .conftest import VERIFY_TOKEN, MakeConnector, make_app
 
@@ -26,6 +27,34 @@ def test_correct_token_echoes_challenge_verbatim(client: FlaskClient) -> None:
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     assert response.get_data(as_text=True) == "1158201444"
+
+
+def test_the_echoed_challenge_is_never_sniffed_as_html(client: FlaskClient) -> None:
+    # The challenge is whatever the GET carried: a browser must not run it.
+    response = _get(
+        client,
+        **{
+            "hub.mode": "subscribe",
+            "hub.verify_token": VERIFY_TOKEN,
+            "hub.challenge": "<script>alert(1)</script>",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    refused = _get(client, **{"hub.mode": "subscribe", "hub.verify_token": "wrong"})
+    assert refused.status_code == 403
+    assert refused.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_core_handler_says_which_headers_to_send() -> None:
+    handler = WebhookHandler(verify_token=VERIFY_TOKEN, phone_number_id="1")
+    result = handler.verify(
+        {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "42"}
+    )
+    assert (result.status, result.body) == (200, "42")
+    assert result.content_type.startswith("text/plain")
+    assert ("X-Content-Type-Options", "nosniff") in result.headers
 
 
 @pytest.mark.parametrize("path", ["/whatsapp", "/whatsapp/"])

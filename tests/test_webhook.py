@@ -9,10 +9,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from cel_whatsapp import Message
-from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message
+from cel_whatsapp.testing import FakeGraphAPI, encode, envelope, signed_headers, text_message
 from cel_whatsapp.testing.webhooks import change_value, contact
 
-from .conftest import PHONE_NUMBER_ID, MakeConnector, make_app, post_webhook
+from .conftest import APP_SECRET, PHONE_NUMBER_ID, MakeConnector, make_app, post_webhook
 
 
 def _recording_client(
@@ -298,6 +298,22 @@ def test_wrong_content_type_is_415(client: FlaskClient, graph: FakeGraphAPI) -> 
         client, envelope(change_value([text_message("hi")])), headers={"Content-Type": "text/plain"}
     )
     assert response.status_code == 415
+    assert graph.requests == []
+
+
+@pytest.mark.parametrize("headers", [{}, {"Content-Type": ""}])
+def test_a_post_without_content_type_is_415(
+    client: FlaskClient, graph: FakeGraphAPI, headers: dict[str, str]
+) -> None:
+    # Meta always sends application/json; anything else never reaches the parser.
+    raw = encode(envelope(change_value([text_message("hi")])))
+    signature = signed_headers(raw, APP_SECRET)["X-Hub-Signature-256"]
+    response = client.post(
+        "/whatsapp", data=raw, headers={**headers, "X-Hub-Signature-256": signature}
+    )
+    assert response.status_code == 415
+    assert response.get_json() == {"error": "Content-Type must be application/json"}
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert graph.requests == []
 
 

@@ -12,7 +12,6 @@ https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/reference/messa
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,8 +30,6 @@ from ..model import (
 )
 from . import schemas
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass(slots=True)
 class Content:
@@ -46,6 +43,9 @@ class Content:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The name of the object that was absent (the message is still delivered, without it).
     missing: str | None = None
+    #: The name of a part that was present but unusable, left out (the message is still
+    #: delivered); the caller logs it, once per webhook.
+    left_out: str | None = None
 
 
 Parser = Callable[[str, Any], Content]
@@ -153,7 +153,13 @@ def _interactive(_: str, obj: Any) -> Content:
         metadata["flow_response"] = response
         metadata["flow_token"] = response.get("flow_token") if response is not None else None
         choice = Choice(flow["name"] or "flow", flow["body"], None)
-        return Content(text=flow["body"], choice=choice, metadata=metadata)
+        unusable = response is None and flow["response_json"] is not None
+        return Content(
+            text=flow["body"],
+            choice=choice,
+            metadata=metadata,
+            left_out="nfm_reply.response_json" if unusable else None,
+        )
     # An interactive reply of a kind we do not model (yet): delivered as is.
     return Content(metadata=metadata)
 
@@ -169,8 +175,6 @@ def _flow_response(value: Any) -> Mapping[str, Any] | None:
             decoded = None
         if isinstance(decoded, dict):
             return MappingProxyType(decoded)
-    if value is not None:
-        logger.warning("a Flow reply's response_json is not a JSON object; left out")
     return None
 
 

@@ -23,7 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from ..config import DEFAULT_DEDUP_MAX_ENTRIES, DEFAULT_DEDUP_TTL
+from ..config import (
+    DEFAULT_DEDUP_MAX_ENTRIES,
+    DEFAULT_DEDUP_MAX_STATUS_ENTRIES,
+    DEFAULT_DEDUP_TTL,
+)
 from ..errors import CelWhatsappError
 from ._digests import DigestQueue, DigestSet
 
@@ -66,6 +70,10 @@ def safe_key(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+#: The prefix of every :func:`status_key`; :class:`InMemoryStore` keeps those apart.
+STATUS_PREFIX = "status:"
+
+
 def message_key(phone_number_id: str, message_id: str) -> str:
     """The dedup key of an inbound message (by its wamid)."""
     return f"msg:{safe_key(phone_number_id)}:{safe_key(message_id)}"
@@ -73,7 +81,7 @@ def message_key(phone_number_id: str, message_id: str) -> str:
 
 def status_key(phone_number_id: str, status_id: str, status: str) -> str:
     """The dedup key of a status update: one per message id and status value."""
-    return f"status:{safe_key(phone_number_id)}:{safe_key(status_id)}:{safe_key(status)}"
+    return f"{STATUS_PREFIX}{safe_key(phone_number_id)}:{safe_key(status_id)}:{safe_key(status)}"
 
 
 class InMemoryStore:
@@ -81,13 +89,16 @@ class InMemoryStore:
 
     Keys live ``ttl`` seconds (default: Meta's 7-day redelivery window), or
     up to 0.1% longer: claims made close together share one expiry time.
-    At most ``max_entries`` are kept; past that the oldest claims are
-    forgotten first (a warning is logged once). With several gunicorn workers
-    each has its own memory, so copies of a webhook landing on different
-    workers are not caught: use :class:`RedisStore` there.
+    Status-update keys (:func:`status_key`) and all other keys (message ids)
+    have separate bounds, ``max_status_entries`` and ``max_entries``, so a
+    flood of statuses never pushes a message id out; past its bound a kind's
+    oldest claims are forgotten first (a warning is logged once per kind).
+    With several gunicorn workers each has its own memory, so copies of a
+    webhook landing on different workers are not caught: use
+    :class:`RedisStore` there.
 
-    A full store of the default 100,000 keys takes about 2.8 MiB
-    (see :mod:`cel_whatsapp.core._digests`).
+    A full store of the default 100,000 message and 100,000 status keys takes
+    about 5.6 MiB (see :mod:`cel_whatsapp.core._digests`).
     """
 
     def __init__(
@@ -95,13 +106,61 @@ class InMemoryStore:
         *,
         ttl: float = DEFAULT_DEDUP_TTL,
         max_entries: int = DEFAULT_DEDUP_MAX_ENTRIES,
+        max_status_entries: int = DEFAULT_DEDUP_MAX_STATUS_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl <= 0 or max_entries <= 0:
-            raise ValueError("InMemoryStore needs a positive ttl and max_entries")
+        if ttl <= 0 or max_entries <= 0 or max_status_entries <= 0:
+            raise ValueError(
+                "InMemoryStore needs a positive ttl, max_entries and max_status_entries"
+            )
         self.ttl = ttl
         self.max_entries = max_entries
+        self.max_status_entries = max_status_entries
         self._clock = clock
+        self._messages = _Partition(ttl, max_entries, "message keys", "max_entries")
+        self._statuses = _Partition(
+            ttl, max_status_entries, "status-update keys", "max_status_entries"
+        )
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"InMemoryStore(ttl={self.ttl!r}, max_entries={self.max_entries!r}, "
+            f"max_status_entries={self.max_status_entries!r})"
+        )
+
+    def __len__(self) -> int:
+        now = self._clock()
+        with self._lock:
+            return self._messages.size(now) + self._statuses.size(now)
+
+    def _partition(self, key: str) -> _Partition:
+        return self._statuses if key.startswith(STATUS_PREFIX) else self._messages
+
+    def claim(self, key: str) -> bool:
+        """Atomically remember ``key``; ``True`` if it was not remembered yet."""
+        now = self._clock()
+        digest = _digest(key)
+        partition = self._partition(key)
+        with self._lock:
+            return partition.claim(digest, now)
+
+    def release(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is unknown)."""
+        digest = _digest(key)
+        partition = self._partition(key)
+        with self._lock:
+            partition.release(digest)
+
+
+class _Partition:
+    """The claims of one kind of key, with their own bound. Not locked: the store locks."""
+
+    def __init__(self, ttl: float, max_entries: int, kind: str, setting: str) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.kind = kind
+        self.setting = setting
         # Keys are kept as 64-bit digests (a wamid key is ~100 bytes as a
         # str); 100,000 of them collide with odds of about 3e-10.
         self._live = DigestSet()
@@ -114,56 +173,46 @@ class InMemoryStore:
         self._run_width = ttl / 1000
         # Released digests still in _order, with how many such older copies.
         self._released: dict[int, int] = {}
-        self._lock = threading.Lock()
         self._warned_full = False
 
-    def __repr__(self) -> str:
-        return f"InMemoryStore(ttl={self.ttl!r}, max_entries={self.max_entries!r})"
+    def size(self, now: float) -> int:
+        self._purge(now)
+        return len(self._live)
 
-    def __len__(self) -> int:
-        with self._lock:
-            self._purge(self._clock())
-            return len(self._live)
-
-    def claim(self, key: str) -> bool:
-        """Atomically remember ``key``; ``True`` if it was not remembered yet."""
-        now = self._clock()
-        digest = _digest(key)
-        with self._lock:
-            self._purge(now)
-            live = self._live
-            # Released claims stay queued until they expire, so the bound
-            # counts the queue, not only the live keys: nothing grows past
-            # max_entries however many claims are released.
-            if len(self._order) >= self.max_entries:
-                if digest in live:
-                    return False
-                if self._forget_oldest() and not self._warned_full:
-                    self._warned_full = True
-                    logger.warning(
-                        "InMemoryStore is full (%d keys): the oldest are forgotten before "
-                        "their TTL; raise max_entries or use RedisStore",
-                        self.max_entries,
-                    )
-            if not live.add(digest):
+    def claim(self, digest: int, now: float) -> bool:
+        self._purge(now)
+        live = self._live
+        # Released claims stay queued until they expire, so the bound
+        # counts the queue, not only the live keys: nothing grows past
+        # max_entries however many claims are released.
+        if len(self._order) >= self.max_entries:
+            if digest in live:
                 return False
-            self._order.append(digest)
-            runs = self._runs
-            if runs and now - runs[-1].started < self._run_width:
-                run = runs[-1]
-                # max(): a clock that steps back must not shorten the run's keys.
-                run.expires = max(run.expires, now + self.ttl)
-                run.count += 1
-            else:
-                runs.append(_Run(now, now + self.ttl, 1))
-            return True
+            if self._forget_oldest() and not self._warned_full:
+                self._warned_full = True
+                logger.warning(
+                    "InMemoryStore is full (%d %s): the oldest are forgotten before "
+                    "their TTL; raise %s or use RedisStore",
+                    self.max_entries,
+                    self.kind,
+                    self.setting,
+                )
+        if not live.add(digest):
+            return False
+        self._order.append(digest)
+        runs = self._runs
+        if runs and now - runs[-1].started < self._run_width:
+            run = runs[-1]
+            # max(): a clock that steps back must not shorten the run's keys.
+            run.expires = max(run.expires, now + self.ttl)
+            run.count += 1
+        else:
+            runs.append(_Run(now, now + self.ttl, 1))
+        return True
 
-    def release(self, key: str) -> None:
-        """Forget ``key`` (nothing happens if it is unknown)."""
-        digest = _digest(key)
-        with self._lock:
-            if self._live.discard(digest):
-                self._released[digest] = self._released.get(digest, 0) + 1
+    def release(self, digest: int) -> None:
+        if self._live.discard(digest):
+            self._released[digest] = self._released.get(digest, 0) + 1
 
     def _purge(self, now: float) -> None:
         runs = self._runs

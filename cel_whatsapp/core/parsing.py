@@ -2,9 +2,13 @@
 
 Meta batches up to 1000 updates per POST, across several entries and
 changes; every one is visited. A body that is not a webhook envelope raises
-:class:`~cel_whatsapp.errors.PayloadError` (the view answers 400). Inside a
-valid envelope, a malformed entry, change, message or status is logged and
-skipped so the rest of the batch is still handled.
+:class:`~cel_whatsapp.errors.PayloadError` (the view answers 400), and one
+holding more items than ``max_items`` raises its subclass
+:class:`~cel_whatsapp.core.budget.TooManyItemsError` (413) before any item is parsed
+(see :mod:`cel_whatsapp.core.budget`). Inside a valid envelope, a malformed
+entry, change, message or status is skipped so the rest of the batch is
+still handled; what was skipped is logged in one summary line per body
+(see :mod:`cel_whatsapp.core.skips`), never one line per item.
 
 A message whose type-specific object is missing (an ``image`` message
 without ``image``) is still delivered, without that content; one whose
@@ -21,10 +25,13 @@ from typing import Any
 
 from marshmallow import Schema
 
+from ..config import DEFAULT_MAX_ITEMS_PER_POST
 from ..errors import PayloadError
 from ..model import Lead, Message, StatusEvent, WebhookError
 from . import schemas
 from ._content import Content, parse_content, webhook_error
+from .budget import VALUE_ARRAYS, ItemBudget
+from .skips import SkipLog, field_names
 
 logger = logging.getLogger(__name__)
 
@@ -49,80 +56,109 @@ class ParsedWebhook:
     skipped: int = 0
 
 
-def _field_names(err: schemas.ValidationError) -> str:
-    """Name the offending fields without echoing their (private) values."""
-    messages = err.messages
-    if isinstance(messages, Mapping):
-        return ", ".join(sorted(str(k) for k in messages))
-    return "body"
+class _Batch:
+    """The state of parsing one body: the result, the item budget, what was skipped."""
+
+    __slots__ = ("budget", "log", "phone_number_id", "result")
+
+    def __init__(self, phone_number_id: str | None, max_items: int | None) -> None:
+        self.phone_number_id = phone_number_id
+        self.result = ParsedWebhook()
+        # None: a body too small to hold too many items is not counted.
+        self.budget = ItemBudget(max_items) if max_items is not None else None
+        #: Made on the first skip: most bodies have none.
+        self.log: SkipLog | None = None
+
+    def skip(self, kind: str, where: str, names: list[str] | tuple[str, ...] = ()) -> None:
+        """An item was malformed: count it and note it for the summary line."""
+        self.result.skipped += 1
+        if self.log is None:
+            self.log = SkipLog()
+        self.log.skip(kind, where, names)
+
+    def leave_out(self, kind: str, where: str, names: list[str] | tuple[str, ...] = ()) -> None:
+        """A part of a kept item was unusable: note it for the summary line."""
+        if self.log is None:
+            self.log = SkipLog()
+        self.log.leave_out(kind, where, names)
+
+    def load_or_skip(
+        self, schema: Schema, raw: Any, kind: str, where: str
+    ) -> dict[str, Any] | None:
+        """``schema.load(raw)``, or ``None`` after recording a malformed item."""
+        try:
+            loaded: dict[str, Any] = schema.load(raw)
+        except schemas.ValidationError as err:
+            self.skip(kind, where, field_names(err.messages))
+            return None
+        return loaded
 
 
-def _load_or_skip(
-    schema: Schema, raw: Any, where: str, result: ParsedWebhook
-) -> dict[str, Any] | None:
-    """``schema.load(raw)``, or ``None`` after logging and counting a malformed item."""
-    try:
-        loaded: dict[str, Any] = schema.load(raw)
-    except schemas.ValidationError as err:
-        logger.warning("skipping malformed %s (%s)", where, _field_names(err))
-        result.skipped += 1
-        return None
-    return loaded
-
-
-def parse_webhook(data: Any, *, phone_number_id: str | None) -> ParsedWebhook:
+def parse_webhook(
+    data: Any,
+    *,
+    phone_number_id: str | None,
+    max_items: int | None = DEFAULT_MAX_ITEMS_PER_POST,
+) -> ParsedWebhook:
     """Parse a decoded webhook body.
 
     ``phone_number_id`` selects the business number whose updates are kept;
-    ``None`` keeps all of them.
+    ``None`` keeps all of them. A body holding more than ``max_items`` items
+    (see :mod:`cel_whatsapp.core.budget`) raises
+    :class:`~cel_whatsapp.core.budget.TooManyItemsError`; its entries, changes and
+    updates are counted before any of them is parsed. ``max_items=None``
+    counts nothing: for a body known to be small enough.
     """
     if not isinstance(data, Mapping):
         raise PayloadError("the body must be a JSON object with an 'entry' list")
+    batch = _Batch(phone_number_id, max_items)
+    if batch.budget is not None:
+        batch.budget.spend_envelope(data)
     try:
         envelope = schemas.ENVELOPE.load(data)
     except schemas.ValidationError as err:
         raise PayloadError(
             "not a WhatsApp webhook envelope (expected an 'entry' list)",
-            where=_field_names(err),
+            where=", ".join(field_names(err.messages)),
         ) from err
 
-    result = ParsedWebhook()
     for entry_index, raw_entry in enumerate(envelope["entry"]):
-        entry = _load_or_skip(schemas.ENTRY, raw_entry, f"entry[{entry_index}]", result)
+        entry = batch.load_or_skip(schemas.ENTRY, raw_entry, "entry", f"entry[{entry_index}]")
         if entry is None:
             continue
         for change_index, raw_change in enumerate(entry["changes"]):
             where = f"entry[{entry_index}].changes[{change_index}]"
-            _parse_change(raw_change, entry.get("id"), where, phone_number_id, result)
-    return result
+            _parse_change(raw_change, entry.get("id"), where, batch)
+    if batch.log is not None:
+        logger.warning("webhook: %s", batch.log.summary())
+    if batch.result.ignored:
+        logger.debug(
+            "webhook: %d change(s) ignored (another field or phone number id)",
+            batch.result.ignored,
+        )
+    return batch.result
 
 
 def _parse_change(
-    raw_change: Mapping[str, Any],
-    waba_id: str | None,
-    where: str,
-    phone_number_id: str | None,
-    result: ParsedWebhook,
+    raw_change: Mapping[str, Any], waba_id: str | None, where: str, batch: _Batch
 ) -> None:
+    result = batch.result
     try:
         change = schemas.CHANGE.load(raw_change)
         if change["field"] not in _FIELDS:
-            logger.debug("ignoring %s: field %r", where, change["field"])
             result.ignored += 1
             return
         value = schemas.VALUE.load(change["value"])
     except schemas.ValidationError as err:
-        logger.warning("skipping malformed %s (%s)", where, _field_names(err))
-        result.skipped += 1
+        batch.skip("change", where, field_names(err.messages))
         return
 
     metadata = value["metadata"]
     if metadata is None:
-        logger.warning("skipping %s: no value.metadata", where)
-        result.skipped += 1
+        batch.skip("change", where, ("value.metadata",))
         return
+    phone_number_id = batch.phone_number_id
     if phone_number_id is not None and metadata["phone_number_id"] != phone_number_id:
-        logger.debug("ignoring %s: for another phone number id", where)
         result.ignored += 1
         return
 
@@ -132,105 +168,134 @@ def _parse_change(
         "waba_id": waba_id,
     }
     where = f"{where}.value"
-    arrays = {key: _array(value, key, where, result) for key in _ARRAYS}
+    arrays = {key: _array(value, key, where, batch) for key in VALUE_ARRAYS}
     for index, raw_error in enumerate(arrays["errors"]):
-        _parse_error(raw_error, f"{where}.errors[{index}]", result)
-    contacts = _load_contacts(arrays["contacts"]) if arrays["contacts"] else []
+        loaded = batch.load_or_skip(schemas.ERROR, raw_error, "error", f"{where}.errors[{index}]")
+        if loaded is not None:
+            result.errors.append(webhook_error(loaded))
+    contacts = _Contacts(_load_contacts(arrays["contacts"], where, batch))
     for index, raw_message in enumerate(arrays["messages"]):
-        _parse_message(raw_message, contacts, base, f"{where}.messages[{index}]", result)
+        _parse_message(raw_message, contacts, base, f"{where}.messages[{index}]", batch)
     for index, raw_echo in enumerate(arrays["message_echoes"]):
-        _parse_echo(raw_echo, base, f"{where}.message_echoes[{index}]", result)
+        _parse_echo(raw_echo, base, f"{where}.message_echoes[{index}]", batch)
     for index, raw_status in enumerate(arrays["statuses"]):
-        _parse_status(raw_status, f"{where}.statuses[{index}]", result)
+        _parse_status(raw_status, f"{where}.statuses[{index}]", batch)
 
 
-_ARRAYS = ("errors", "contacts", "messages", "message_echoes", "statuses")
-
-
-def _array(value: Mapping[str, Any], key: str, where: str, result: ParsedWebhook) -> list[Any]:
+def _array(value: Mapping[str, Any], key: str, where: str, batch: _Batch) -> list[Any]:
     """``value[key]`` as a list: absent or ``null`` is empty; anything else is skipped."""
     items = value[key]
     if items is None:
         return []
     if isinstance(items, list):
         return items
-    logger.warning("skipping %s.%s: not a list", where, key)
-    result.skipped += 1
+    batch.skip(f"value.{key} (not a list)", where)
     return []
 
 
-def _load_contacts(raw_contacts: list[Any]) -> list[dict[str, Any]]:
+def _load_contacts(raw_contacts: list[Any], where: str, batch: _Batch) -> list[dict[str, Any]]:
     """``value.contacts``, dropping malformed entries instead of the whole change."""
+    if not raw_contacts:
+        return []
     try:
         loaded: list[dict[str, Any]] = schemas.CONTACT.load(raw_contacts, many=True)
     except schemas.ValidationError:
-        return _load_contacts_one_by_one(raw_contacts)
+        contacts = []
+        for index, raw in enumerate(raw_contacts):
+            try:
+                contacts.append(schemas.CONTACT.load(raw))
+            except schemas.ValidationError as err:
+                batch.leave_out(
+                    "value.contacts item", f"{where}.contacts[{index}]", field_names(err.messages)
+                )
+        return contacts
     return loaded
 
 
-def _load_contacts_one_by_one(raw_contacts: list[Any]) -> list[dict[str, Any]]:
-    contacts = []
-    for raw in raw_contacts:
+class _Contacts:
+    """A change's ``value.contacts``, found by phone number or user id in one look-up.
+
+    A linear search per message made a body of thousands of contacts and
+    messages cost seconds of CPU. The index is built on the first look-up
+    among several contacts; the common single contact needs none.
+    """
+
+    __slots__ = ("_by_user_id", "_by_wa_id", "items")
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def find(self, phone: str | None, user_id: str | None) -> Mapping[str, Any] | None:
+        """The first contact with this phone (``wa_id``) or user id; the only one if just one."""
+        items = self.items
+        if len(items) < 2:
+            return items[0] if items else None
         try:
-            contacts.append(schemas.CONTACT.load(raw))
-        except schemas.ValidationError as err:
-            logger.debug("ignoring a malformed value.contacts entry (%s)", _field_names(err))
-    return contacts
+            by_wa_id, by_user_id = self._by_wa_id, self._by_user_id
+        except AttributeError:
+            by_wa_id, by_user_id = self._index()
+        by_phone = by_wa_id.get(phone) if phone else None
+        by_user = by_user_id.get(user_id) if user_id else None
+        if by_phone is None:
+            return None if by_user is None else items[by_user]
+        return items[by_phone if by_user is None else min(by_phone, by_user)]
+
+    def _index(self) -> tuple[dict[str, int], dict[str, int]]:
+        by_wa_id: dict[str, int] = {}
+        by_user_id: dict[str, int] = {}
+        for index, contact in enumerate(self.items):
+            # setdefault: the first contact listed wins, as a linear search found it.
+            if contact["wa_id"]:
+                by_wa_id.setdefault(contact["wa_id"], index)
+            if contact["user_id"]:
+                by_user_id.setdefault(contact["user_id"], index)
+        self._by_wa_id, self._by_user_id = by_wa_id, by_user_id
+        return by_wa_id, by_user_id
 
 
 def _parse_message(
     raw: Any,
-    contacts: list[dict[str, Any]],
+    contacts: _Contacts,
     base: Mapping[str, Any],
     where: str,
-    result: ParsedWebhook,
+    batch: _Batch,
 ) -> None:
-    loaded = _load_or_skip(schemas.MESSAGE, raw, where, result)
+    loaded = batch.load_or_skip(schemas.MESSAGE, raw, "message", where)
     if loaded is None:
         return
     lead = _lead_for(loaded, contacts, base["phone_number_id"])
     if lead is None:
-        logger.warning("skipping %s: no sender id (neither 'from' nor 'from_user_id')", where)
-        result.skipped += 1
+        batch.skip("message", where, ("from", "from_user_id"))
         return
-    message = _message(loaded, raw, lead, base, where)
-    if message is None:
-        result.skipped += 1
-    else:
-        result.messages.append(message)
+    if batch.budget is not None:
+        batch.budget.spend_message(raw, loaded["type"])
+    message = _message(loaded, raw, lead, base, where, batch)
+    if message is not None:
+        batch.result.messages.append(message)
 
 
-def _parse_echo(raw: Any, base: Mapping[str, Any], where: str, result: ParsedWebhook) -> None:
-    loaded = _load_or_skip(schemas.ECHO, raw, where, result)
+def _parse_echo(raw: Any, base: Mapping[str, Any], where: str, batch: _Batch) -> None:
+    loaded = batch.load_or_skip(schemas.ECHO, raw, "echo", where)
     if loaded is None:
         return
     phone, user_id = loaded["to"] or None, loaded["to_user_id"] or None
     lead_id = phone or user_id
     if not lead_id:
-        logger.warning("skipping %s: no recipient ('to')", where)
-        result.skipped += 1
+        batch.skip("echo", where, ("to", "to_user_id"))
         return
     lead = Lead(id=lead_id, phone=phone, user_id=user_id, phone_number_id=base["phone_number_id"])
-    message = _message(loaded, raw, lead, {**base, "echo": True}, where)
-    if message is None:
-        result.skipped += 1
-    else:
-        result.messages.append(message)
+    if batch.budget is not None:
+        batch.budget.spend_message(raw, loaded["type"])
+    message = _message(loaded, raw, lead, {**base, "echo": True}, where, batch)
+    if message is not None:
+        batch.result.messages.append(message)
 
 
-def _lead_for(
-    loaded: Mapping[str, Any], contacts: list[dict[str, Any]], phone_number_id: str
-) -> Lead | None:
+def _lead_for(loaded: Mapping[str, Any], contacts: _Contacts, phone_number_id: str) -> Lead | None:
     # Meta sends "" for a phone number it may not share (BSUID-only users).
     phone = loaded["from_"] or None
     user_id = loaded["from_user_id"] or None
-    contact: Mapping[str, Any] | None = None
-    for candidate in contacts:
-        if (phone and candidate["wa_id"] == phone) or (user_id and candidate["user_id"] == user_id):
-            contact = candidate
-            break
-    if contact is None and len(contacts) == 1:
-        contact = contacts[0]
+    contact = contacts.find(phone, user_id)
     name = None
     if contact is not None:
         phone = phone or contact["wa_id"] or None
@@ -255,8 +320,9 @@ def _message(
     lead: Lead,
     base: Mapping[str, Any],
     where: str,
+    batch: _Batch,
 ) -> Message | None:
-    """Build the :class:`Message`; ``None`` (logged) when its content is malformed."""
+    """Build the :class:`Message`; ``None`` (recorded as skipped) when its content is malformed."""
     message_type = loaded["type"]
     extra: dict[str, Any] = {"raw": raw, **base}
     content: Content | None = None
@@ -265,22 +331,20 @@ def _message(
         text_obj = loaded["text"]
         text = text_obj["body"] if text_obj else None
         if text_obj is None:
-            logger.warning("%s: a text message without 'text'; delivered without it", where)
+            batch.leave_out("'text' message without its 'text' object", where)
     else:
         try:
             content = parse_content(message_type, raw)
         except schemas.ValidationError as err:
-            logger.warning(
-                "skipping %s: malformed %r content (%s)", where, message_type, _field_names(err)
-            )
+            # Only known types raise: message_type is one of a fixed few names.
+            batch.skip(f"{message_type!r} content", where, field_names(err.messages))
             return None
         if content.missing:
-            logger.warning(
-                "%s: a %r message without its %r object; delivered without it",
-                where,
-                message_type,
-                content.missing,
+            batch.leave_out(
+                f"{message_type!r} message without its {content.missing!r} object", where
             )
+        if content.left_out:
+            batch.leave_out(f"{message_type!r} message's {content.left_out}", where)
         text = content.text
         extra.update(content.metadata)
 
@@ -292,7 +356,7 @@ def _message(
         extra["referral"] = MappingProxyType(dict(referral))
     raw_errors = raw.get("errors")
     if raw_errors:
-        errors = _message_errors(raw_errors, where)
+        errors = _message_errors(raw_errors, where, batch)
         if errors:
             extra["errors"] = errors
             extra["error_code"] = errors[0].code
@@ -313,21 +377,23 @@ def _message(
     )
 
 
-def _message_errors(raw_errors: Any, where: str) -> tuple[WebhookError, ...]:
+def _message_errors(raw_errors: Any, where: str, batch: _Batch) -> tuple[WebhookError, ...]:
     try:
         loaded = schemas.ERROR.load(raw_errors, many=True)
     except schemas.ValidationError as err:
-        logger.warning("%s: malformed 'errors' left out (%s)", where, _field_names(err))
+        batch.leave_out("message's errors", where, field_names(err.messages))
         return ()
     return tuple(webhook_error(e) for e in loaded)
 
 
-def _parse_status(raw: Any, where: str, result: ParsedWebhook) -> None:
-    loaded = _load_or_skip(schemas.STATUS, raw, where, result)
+def _parse_status(raw: Any, where: str, batch: _Batch) -> None:
+    if batch.budget is not None:
+        batch.budget.spend_status(raw)  # its errors are loaded with it
+    loaded = batch.load_or_skip(schemas.STATUS, raw, "status", where)
     if loaded is None:
         return
     pricing, conversation = loaded["pricing"], loaded["conversation"]
-    result.statuses.append(
+    batch.result.statuses.append(
         StatusEvent(
             message_id=loaded["id"],
             status=loaded["status"],
@@ -340,10 +406,3 @@ def _parse_status(raw: Any, where: str, result: ParsedWebhook) -> None:
             raw=MappingProxyType(raw),
         )
     )
-
-
-def _parse_error(raw: Any, where: str, result: ParsedWebhook) -> None:
-    loaded = _load_or_skip(schemas.ERROR, raw, where, result)
-    if loaded is None:
-        return
-    result.errors.append(webhook_error(loaded))

@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import DEFAULT_MAX_ITEMS_PER_POST
 from ..errors import PayloadError
 from ..model import Message, StatusEvent
 from . import signature
-from .dedup import Store, StoreError, message_key, status_key
+from .budget import TooManyItemsError, fits_without_counting
+from .dedup import Store, StoreError, message_key, safe_key, status_key
 from .parsing import ParsedWebhook, parse_webhook
 
 logger = logging.getLogger(__name__)
@@ -24,13 +26,19 @@ logger = logging.getLogger(__name__)
 VerificationHandler = Callable[[Any], Any]
 
 
+#: Sent with every answer: browsers must not guess another type for a body we echo.
+NOSNIFF: tuple[tuple[str, str], ...] = (("X-Content-Type-Options", "nosniff"),)
+TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResult:
-    """An HTTP answer: status, body, and its media type."""
+    """An HTTP answer: status, body, its media type, and further headers."""
 
     status: int
     body: str
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = NOSNIFF
 
     @classmethod
     def json(cls, status: int, **fields: Any) -> HttpResult:
@@ -41,7 +49,7 @@ class HttpResult:
         return cls.json(status, error=message)
 
 
-OK = HttpResult(200, "OK", "text/plain")
+OK = HttpResult(200, "OK", TEXT_PLAIN)
 
 #: Receives the new messages of a delivery; returns those it could not accept.
 MessagesHandler = Callable[[list[Message]], "Sequence[Message] | None"]
@@ -58,6 +66,10 @@ class WebhookHandler:
     ``value.errors``. Without it, ``on_messages`` receives the new messages
     only. Either returns the messages it could not accept: their claims are
     released and the POST is answered 503, so Meta delivers them again.
+
+    A body holding more than ``max_items`` items (entries, changes, updates
+    and the lists inside them; see :mod:`cel_whatsapp.core.budget`) is answered
+    413 before any of them is parsed.
     """
 
     def __init__(
@@ -70,13 +82,17 @@ class WebhookHandler:
         app_secret: str | None = None,
         verification_handler: Callable[[], VerificationHandler | None] = lambda: None,
         store: Store | None = None,
+        max_items: int = DEFAULT_MAX_ITEMS_PER_POST,
     ) -> None:
+        if max_items < 1:
+            raise ValueError("max_items must be at least 1")
         self._verify_token = verify_token.encode("utf-8")
         self._app_secret = app_secret
         self.phone_number_id = phone_number_id
         self._on_messages = on_messages
         self._on_updates = on_updates
         self.store = store
+        self.max_items = max_items
         self._verification_handler = verification_handler
 
     def __repr__(self) -> str:
@@ -88,7 +104,9 @@ class WebhookHandler:
         """Answer Meta's subscription check.
 
         ``hub.challenge`` is echoed only when ``hub.mode`` is ``subscribe`` and
-        ``hub.verify_token`` matches (compared in constant time).
+        ``hub.verify_token`` matches (compared in constant time), as
+        ``text/plain`` with ``X-Content-Type-Options: nosniff`` so that no
+        browser reads the echo as HTML or script.
         """
         mode = params.get("hub.mode")
         token = params.get("hub.verify_token")
@@ -102,9 +120,9 @@ class WebhookHandler:
         self._run_verification_handler(challenge if ok else False)
         if ok:
             logger.info("webhook verified for phone number id %s", self.phone_number_id)
-            return HttpResult(200, challenge or "", "text/plain")
+            return HttpResult(200, challenge or "", TEXT_PLAIN)
         logger.warning("webhook verification refused (mode=%r)", mode)
-        return HttpResult(403, "Forbidden", "text/plain")
+        return HttpResult(403, "Forbidden", TEXT_PLAIN)
 
     def _run_verification_handler(self, outcome: Any) -> None:
         handler = self._verification_handler()
@@ -129,15 +147,19 @@ class WebhookHandler:
             data = json.loads(body)
         except (ValueError, RecursionError):
             return HttpResult.error(400, "body is not valid JSON")
+        # Nearly every body is too short to hold too many items: those are not counted.
+        max_items = None if fits_without_counting(len(body), self.max_items) else self.max_items
         try:
-            parsed = parse_webhook(data, phone_number_id=self.phone_number_id)
+            parsed = parse_webhook(data, phone_number_id=self.phone_number_id, max_items=max_items)
+        except TooManyItemsError as exc:
+            # 413: like a body over the byte cap, the same body will never fit.
+            logger.warning("webhook refused (413): %s", exc.reason)
+            return HttpResult.error(413, str(exc))
         except PayloadError as exc:
             return HttpResult.error(400, str(exc))
         return self._deliver(parsed)
 
     def _deliver(self, parsed: ParsedWebhook) -> HttpResult:
-        if parsed.skipped:
-            logger.warning("webhook: %d malformed item(s) skipped", parsed.skipped)
         if not (parsed.messages or parsed.statuses or parsed.errors):
             return OK
         try:
@@ -176,12 +198,11 @@ class WebhookHandler:
         for status in statuses:
             if self.store.claim(status_key(self.phone_number_id, status.message_id, status.status)):
                 fresh.append(status)
-            else:
-                logger.info(
-                    "status %r of %s was already handled: duplicate skipped",
-                    status.status,
-                    status.message_id,
-                )
+        if len(fresh) < len(statuses):
+            logger.info(
+                "webhook: %d status update(s) already handled: duplicates skipped",
+                len(statuses) - len(fresh),
+            )
         return fresh
 
     def _claim(self, messages: list[Message]) -> list[Message]:
@@ -189,29 +210,42 @@ class WebhookHandler:
         if self.store is None:
             return messages
         fresh: list[Message] = []
-        claimed: list[Message] = []
+        duplicates: list[Message] = []
         try:
             for message in messages:
                 if self.store.claim(message_key(message.lead.phone_number_id, message.id)):
-                    claimed.append(message)
                     fresh.append(message)
                 else:
-                    logger.info("message %s was already handled: duplicate skipped", message.id)
+                    duplicates.append(message)
         except StoreError:
             # Give back what this delivery claimed, so its redelivery is handled whole.
-            self._release(claimed)
+            self._release(fresh)
             raise
+        if duplicates:
+            # One line per POST, however many copies it held; the id is bounded by safe_key.
+            logger.info(
+                "webhook: %d message(s) already handled: duplicates skipped (first: %s)",
+                len(duplicates),
+                safe_key(duplicates[0].id),
+            )
         return fresh
 
     def _release(self, messages: Sequence[Message]) -> None:
         if self.store is None:
             return
+        failed: list[Message] = []
+        error: StoreError | None = None
         for message in messages:
             try:
                 self.store.release(message_key(message.lead.phone_number_id, message.id))
             except StoreError as exc:
-                logger.error(
-                    "could not release message %s (%s): a redelivery of it will be skipped",
-                    message.id,
-                    exc,
-                )
+                failed.append(message)
+                error = exc
+        if failed:
+            logger.error(
+                "could not release %d message(s) (%s): a redelivery of them will be skipped "
+                "(first: %s)",
+                len(failed),
+                error,
+                safe_key(failed[0].id),
+            )

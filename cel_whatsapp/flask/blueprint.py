@@ -25,7 +25,12 @@ def normalise_prefix(prefix: str) -> str:
 
 
 def _respond(result: HttpResult) -> Response:
-    return Response(result.body, status=result.status, content_type=result.content_type)
+    return Response(
+        result.body,
+        status=result.status,
+        content_type=result.content_type,
+        headers=list(result.headers),
+    )
 
 
 def build_blueprint(
@@ -50,8 +55,8 @@ def build_blueprint(
         length = request.content_length
         if length is not None and length > limit:
             return _respond(HttpResult.error(413, f"body larger than {limit} bytes"))
-        mimetype = request.mimetype
-        if mimetype and mimetype not in _JSON_TYPES:
+        # Meta always sends application/json; a POST without a Content-Type is not Meta's.
+        if request.mimetype not in _JSON_TYPES:
             return _respond(HttpResult.error(415, "Content-Type must be application/json"))
         body = request.stream.read(limit + 1)
         if len(body) > limit:
