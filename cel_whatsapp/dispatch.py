@@ -252,8 +252,8 @@ class BackgroundDispatcher(Dispatcher):
     accepted but unanswered; past that :meth:`submit` waits ``full_timeout``
     seconds for room, then refuses (the webhook answers 503 and Meta delivers
     again). ``lease_ttl`` is how long a dead worker's hold on a lead lasts
-    (with ``RedisStore``). ``shutdown_timeout`` bounds the wait for pending
-    answers at interpreter exit. An answer running past ``slow_answer_after``
+    (with ``RedisStore``). ``shutdown_timeout`` bounds a whole shutdown (at
+    interpreter exit, or :meth:`shutdown` without a timeout). An answer running past ``slow_answer_after``
     seconds is logged as slow (``None``: never).
     """
 
