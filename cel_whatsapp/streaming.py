@@ -58,7 +58,10 @@ class TextStreamer:
         self._size += len(chunk)
         if self.mode is StreamMode.FULL:
             return []
-        return self._complete_sentences(self._scanner.feed(chunk))
+        cut = self._scanner.feed(chunk)
+        if cut == 0 and self._size <= self.limit:
+            return []
+        return self._complete_sentences(cut)
 
     def flush(self) -> list[str]:
         text = "".join(self._buffer)
@@ -75,8 +78,6 @@ class TextStreamer:
     def _complete_sentences(self, cut: int) -> list[str]:
         """The pieces before ``cut`` (the end of the last complete sentence), and any
         over the limit after it."""
-        if cut == 0 and self._size <= self.limit:
-            return []
         text = "".join(self._buffer)
         ready, rest = text[:cut], text[cut:]
         pieces: list[str] = []
