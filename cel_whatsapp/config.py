@@ -50,6 +50,21 @@ DEFAULT_FULL_TIMEOUT: Final = 1.0
 DEFAULT_LEASE_TTL: Final = 30.0
 #: Seconds given to pending answers when the process shuts down.
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 25.0
+# -- reliability: stuck assistants and runaway answers ---------------------------
+#: Background dispatch: an answer still running after this many seconds is
+#: logged as slow (with the message id), again each time its time doubles; when
+#: every worker thread holds such an answer, an error says the pool is full.
+DEFAULT_SLOW_ANSWER_AFTER: Final = 120.0
+#: The most messages one answer may send (text pieces and rich replies, not
+#: read receipts); past that the assistant's generator is closed with a
+#: warning. In the default ``"sentence"`` stream mode every sentence is a
+#: message, so a long real answer (10,000 characters of short sentences) is
+#: about 240 messages, and 250 lets it through; a runaway generator, say
+#: 100,000 one-token chunks in ``"direct"`` mode, stops after 250 instead of
+#: 100,000. Past a short burst WhatsApp delivers about one message every 6
+#: seconds to one user (pair rate limit, error 131056): apps that stream
+#: ``"direct"`` or want a tighter bound set it lower (50 is a good value there).
+DEFAULT_MAX_MESSAGES_PER_ANSWER: Final = 250
 #: Graph API sends: attempts per request (the first included), and the time all
 #: attempts and waits of one request may take together.
 DEFAULT_RETRY_ATTEMPTS: Final = 5

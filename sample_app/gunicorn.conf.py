@@ -7,14 +7,23 @@ worker stops taking requests, finishes the one in hand, and leaves its loop.
 ``worker_exit`` below then lets the background dispatcher answer every
 message it already accepted (and acknowledged to Meta with 200) before the
 process ends. gunicorn kills a worker still alive ``graceful_timeout``
-seconds after the SIGTERM, so the drain is given a little less than that.
+seconds after the SIGTERM, and ``worker_exit`` runs only once the request in
+hand is done, so the time left is measured from the SIGTERM itself (noted by
+``post_worker_init``'s handler, which then calls gunicorn's own). What cannot
+be answered in that time is logged message id by message id before the kill.
+A quick stop (SIGINT, SIGQUIT) answers nothing more and logs the ids at once.
 Set ``graceful_timeout`` above your slowest answer (assistant time plus
 sends and their retries); orchestrators that send SIGKILL after their own
 grace period (Kubernetes' ``terminationGracePeriodSeconds``, systemd's
-``TimeoutStopSec``) must allow at least as long.
+``TimeoutStopSec``) must allow at least as long. On a reload (SIGHUP) the
+old workers are killed after ``timeout`` without a heartbeat instead, so
+keep ``timeout`` at least ``graceful_timeout``.
 """
 
 import os
+import signal
+import time
+from types import FrameType
 from typing import Any
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
@@ -35,9 +44,49 @@ accesslog = os.environ.get("ACCESS_LOG", "-")
 loglevel = "info"
 
 
+# Seconds kept after the dispatcher's budget for the worker process to end
+# (log flushing, interpreter exit) before gunicorn's kill.
+EXIT_MARGIN = 1.0
+
+# When this worker was told to stop ("term" or "quick"), by time.monotonic().
+# Per process: each worker is a fork with its own copy.
+_stop_signal: dict[str, float] = {}
+
+
+def post_worker_init(worker: Any) -> None:
+    """Note when SIGTERM arrives, then let gunicorn's handler run as before."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        _stop_signal.setdefault("term", time.monotonic())
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # signal.signal() makes the signal interrupt system calls again; gunicorn
+    # turns that off so a SIGTERM does not break the request in hand.
+    signal.siginterrupt(signal.SIGTERM, False)
+
+
+def worker_int(worker: Any) -> None:
+    """SIGINT or SIGQUIT: gunicorn's quick shutdown; pending answers are not waited for."""
+    _stop_signal.setdefault("quick", time.monotonic())
+
+
+def shutdown_budget(now: float, graceful: float, timeout: float) -> float:
+    """Seconds the dispatchers may take, from ``now``, before gunicorn kills the worker."""
+    if "quick" in _stop_signal:
+        return 0.0
+    limit = min(graceful, timeout) if timeout else graceful
+    since = _stop_signal.get("term", now)
+    return max(0.0, limit - (now - since) - EXIT_MARGIN)
+
+
 def worker_exit(server: Any, worker: Any) -> None:
-    """Answer every accepted message before this worker process ends."""
+    """Answer every accepted message the time allows before this worker process ends."""
     from cel_whatsapp.core.dispatch import shutdown_all
 
-    if not shutdown_all(timeout=max(1.0, graceful_timeout - 2.0)):
+    cfg = server.cfg
+    budget = shutdown_budget(time.monotonic(), cfg.graceful_timeout, cfg.timeout)
+    if not shutdown_all(timeout=budget):
         server.log.error("worker %s exited with unanswered messages", worker.pid)

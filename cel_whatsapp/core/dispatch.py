@@ -19,10 +19,15 @@ once and answers the messages on a bounded pool of threads:
   ``full_timeout`` seconds for room, then refuses the rest: the webhook
   answers 503, their dedup keys are released, and Meta delivers them again
   later. Nothing is dropped silently;
+- an answer running past ``slow_answer_after`` seconds is logged, and so is
+  a pool whose every thread is stuck that way (see :mod:`cel_whatsapp.core.watch`);
 - :meth:`~BackgroundDispatcher.drain` waits for pending work, and
   :meth:`~BackgroundDispatcher.shutdown` (run at interpreter exit, and from
   ``worker_exit`` in ``sample_app/gunicorn.conf.py``) finishes accepted
-  messages before the process ends.
+  messages before the process ends, within one time budget. What it cannot
+  finish in time is logged, message id by message id, before anything that
+  could block (joining threads, Redis); retry waits in progress are cut
+  short then, and queued messages are not started any more.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from typing import Any
 from .. import config
 from ..model import Message
 from .dedup import RedisStore, Store, safe_key
+from .retry import stop_waiting_on
+from .watch import AnswerWatch
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +61,8 @@ Handler = Callable[[Message], object]
 
 #: How often (seconds) a worker asks Redis whether a waiting lead's turn came.
 DEFAULT_POLL_INTERVAL = 0.02
+#: Message ids per log record when a shutdown lists the messages it leaves.
+IDS_PER_RECORD = 100
 
 
 def lead_key(message: Message) -> str:
@@ -243,8 +252,9 @@ class BackgroundDispatcher(Dispatcher):
     accepted but unanswered; past that :meth:`submit` waits ``full_timeout``
     seconds for room, then refuses (the webhook answers 503 and Meta delivers
     again). ``lease_ttl`` is how long a dead worker's hold on a lead lasts
-    (with ``RedisStore``). ``shutdown_timeout`` bounds the wait for pending
-    answers at interpreter exit.
+    (with ``RedisStore``). ``shutdown_timeout`` bounds a whole shutdown (at
+    interpreter exit, or :meth:`shutdown` without a timeout). An answer running past ``slow_answer_after``
+    seconds is logged as slow (``None``: never).
     """
 
     mode = "background"
@@ -259,6 +269,7 @@ class BackgroundDispatcher(Dispatcher):
         shutdown_timeout: float = config.DEFAULT_SHUTDOWN_TIMEOUT,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         name: str = "cel-whatsapp",
+        slow_answer_after: float | None = config.DEFAULT_SLOW_ANSWER_AFTER,
     ) -> None:
         if max_workers < 1 or max_pending < 1:
             raise ValueError("max_workers and max_pending must be at least 1")
@@ -269,6 +280,9 @@ class BackgroundDispatcher(Dispatcher):
         self.shutdown_timeout = shutdown_timeout
         self.poll_interval = poll_interval
         self.name = name
+        if slow_answer_after is not None and slow_answer_after <= 0:
+            raise ValueError("slow_answer_after must be positive (or None to turn it off)")
+        self.slow_answer_after = slow_answer_after
         self._store: Store | None = None
         self._pid: int | None = None
         self._start_lock = threading.Lock()
@@ -293,10 +307,21 @@ class BackgroundDispatcher(Dispatcher):
         self._closed = False
         self._stopped = False
         self._threads: list[threading.Thread] = []
+        self._turns: threading.Thread | None = None
         self._local_seq = itertools.count()
         self._leases: RedisLeases | None = None
         self._wake = threading.Event()
         self._redis_down_since: float | None = None
+        self._shutting_down = False
+        # Set when a shutdown runs out of time: retry waits in progress end.
+        self._give_up = threading.Event()
+        self._watch = AnswerWatch(
+            threads=self.max_workers,
+            slow_after=self.slow_answer_after,
+            pending=lambda: self._unfinished,
+            max_pending=self.max_pending,
+            name=self.name,
+        )
 
     @property
     def pending(self) -> int:
@@ -394,7 +419,7 @@ class BackgroundDispatcher(Dispatcher):
                     )
             for index in range(self.max_workers):
                 thread = threading.Thread(
-                    target=self._work, name=f"{self.name}-{index}", daemon=True
+                    target=self._work, args=(index,), name=f"{self.name}-{index}", daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -406,21 +431,25 @@ class BackgroundDispatcher(Dispatcher):
                     daemon=True,
                 )
                 turns.start()
-                self._threads.append(turns)
+                self._turns = turns
+            self._watch.start()
             self._pid = os.getpid()
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._ready and not self._stopped:
-                    self._cond.wait()
-                if not self._ready:
-                    return
-                item = self._ready.popleft()
-            try:
-                self._run(item.message)
-            finally:
-                self._done(item)
+    def _work(self, slot: int) -> None:
+        with stop_waiting_on(self._give_up):
+            while True:
+                with self._cond:
+                    while not self._ready and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        return  # what is still queued was logged by the shutdown
+                    item = self._ready.popleft()
+                self._watch.begin(slot, item.message)
+                try:
+                    self._run(item.message)
+                finally:
+                    self._watch.end(slot)
+                    self._done(item)
 
     def _grant_head(self, lead: str) -> None:
         """Give ``lead``'s earliest item to the pool (caller holds the lock)."""
@@ -565,54 +594,153 @@ class BackgroundDispatcher(Dispatcher):
     def shutdown(self, timeout: float | None = None) -> bool:
         """Refuse new messages, answer the accepted ones, stop the threads.
 
-        ``timeout`` defaults to ``shutdown_timeout``. Returns ``False`` (and
-        logs how many) if some accepted messages were not answered in time.
+        ``timeout`` (default ``shutdown_timeout``) bounds the whole shutdown,
+        stopping the threads and Redis included. Returns ``False`` if some
+        accepted messages were not answered in time; their ids are logged
+        (ERROR) as soon as the time to answer them is up.
         """
-        if self._pid != os.getpid():
-            return True  # never started in this process
         timeout = self.shutdown_timeout if timeout is None else timeout
+        return _shutdown([self], time.monotonic() + timeout)
+
+    # The steps of a shutdown, run by _shutdown for one or several dispatchers.
+
+    def _begin_shutdown(self) -> bool:
+        """Refuse new messages and log what is pending; ``False`` if there is nothing to do."""
+        if self._pid != os.getpid():
+            return False  # never started in this process
         with self._cond:
+            if self._shutting_down:
+                return False
+            self._shutting_down = True
             self._closed = True
-            pending = self._unfinished
-        if pending:
-            logger.info("shutting down: finishing %d accepted message(s)", pending)
-        finished = self.drain(timeout)
+            self._cond.notify_all()  # submit() calls waiting for room refuse now
+            queued, running = self._left()
+        if queued or running:
+            logger.info(
+                "shutting down: finishing %d accepted message(s), %d in progress and %d queued",
+                len(queued) + len(running),
+                len(running),
+                len(queued),
+            )
+            _log_ids(logging.INFO, "shutting down: in progress", running)
+            _log_ids(logging.INFO, "shutting down: queued", queued)
+        return True
+
+    def _left(self) -> tuple[list[str], list[str]]:
+        """Ids of the accepted messages not answered: (queued, in progress). Caller holds the lock."""
+        items = [item for queue in self._queues.values() for item in queue]
+        items.extend(self._ready)
+        queued = [item.message.id for item in sorted(items)]
+        return queued, [message.id for message in self._watch.running()]
+
+    def _abandon(self, budget: float) -> bool:
+        """Stop starting answers and stop retry waits; log every message left.
+
+        Never blocks (no join, no Redis): when this runs, the process may be
+        killed any moment. Returns ``True`` if nothing was left.
+        """
         with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+            if self._unfinished == 0:
+                return True
+            queued, running = self._left()
             left = self._unfinished
+        self._give_up.set()  # retry waits in progress end now
+        logger.error(
+            "shutdown: %d accepted message(s) were not answered within %.1fs: %d in progress "
+            "(stopped; the user may have part of the answer) and %d queued (never started). "
+            "Their ids follow",
+            left,
+            budget,
+            len(running),
+            len(queued),
+        )
+        _log_ids(logging.ERROR, "shutdown: not answered, in progress", running)
+        _log_ids(logging.ERROR, "shutdown: not answered, queued", queued)
+        return False
+
+    def _stop(self, deadline: float) -> None:
+        """Stop the threads and retire from Redis, giving up at ``deadline``."""
+        with self._cond:
             self._stopped = True
             self._cond.notify_all()
         self._wake.set()
+        # The threads are daemons: joining is only tidiness, so each join gets
+        # what is left of the budget, never more. The turn loop goes first: it
+        # must not renew the heartbeat after the retirement below.
+        for helper in (self._turns, self._watch.stop()):
+            if helper is not None:
+                helper.join(max(0.0, deadline - time.monotonic()))
+        if self._leases is not None:
+            if time.monotonic() < deadline:
+                try:
+                    self._leases.retire()
+                except self._leases.errors as exc:
+                    logger.warning("could not retire this worker in Redis (%s)", type(exc).__name__)
+            else:
+                logger.warning(
+                    "shutdown: no time left to retire this worker in Redis; its entries "
+                    "are skipped once its heartbeat expires (%.0fs)",
+                    self.lease_ttl,
+                )
         for thread in self._threads:
             if thread is not threading.current_thread():
-                thread.join(timeout=1.0)
-        if self._leases is not None:
-            try:
-                self._leases.retire()
-            except self._leases.errors as exc:
-                logger.warning("could not retire this worker in Redis (%s)", type(exc).__name__)
-        if not finished:
-            logger.error(
-                "shutdown: %d accepted message(s) were not answered within %.1fs",
-                left,
-                timeout,
-            )
-        return finished
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _log_ids(level: int, what: str, ids: list[str]) -> None:
+    """Log message ids in records of at most IDS_PER_RECORD ids."""
+    for first in range(0, len(ids), IDS_PER_RECORD):
+        part = ids[first : first + IDS_PER_RECORD]
+        logger.log(
+            level,
+            "%s (%d-%d of %d): %s",
+            what,
+            first + 1,
+            first + len(part),
+            len(ids),
+            " ".join(part),
+        )
+
+
+def _shutdown(dispatchers: Sequence[BackgroundDispatcher], deadline: float) -> bool:
+    """Shut ``dispatchers`` down together, everything done by ``deadline``.
+
+    All refuse new messages and drain at once. The drain may use the budget
+    but its last tenth (at most 1 s), kept for stopping threads and Redis;
+    then whatever is left is logged before anything that could block.
+    """
+    budget = max(0.0, deadline - time.monotonic())
+    active = [dispatcher for dispatcher in dispatchers if dispatcher._begin_shutdown()]
+    # One shut down before (worker_exit, then atexit): done, nothing to wait for.
+    earlier = [d for d in dispatchers if d not in active and d._shutting_down]
+    drain_until = deadline - min(1.0, budget / 10)
+    drained = [dispatcher.drain(max(0.0, drain_until - time.monotonic())) for dispatcher in active]
+    finished = all(drained) and all(dispatcher.pending == 0 for dispatcher in earlier)
+    for dispatcher in active:
+        finished = dispatcher._abandon(budget) and finished
+    for dispatcher in active:
+        dispatcher._stop(deadline)
+    return finished
 
 
 def shutdown_all(timeout: float | None = None) -> bool:
     """Finish the accepted messages of every background dispatcher in this process.
 
     Call it from gunicorn's ``worker_exit`` hook (``sample_app/gunicorn.conf.py``
-    does); it also runs at interpreter exit. ``timeout`` bounds the whole wait.
+    does); it also runs at interpreter exit. ``timeout`` bounds the whole
+    shutdown of all of them together (default: the largest
+    ``shutdown_timeout``). Messages left are logged (see
+    :meth:`BackgroundDispatcher.shutdown`).
     """
     with _live_lock:
         dispatchers = list(_live)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    finished = True
-    for dispatcher in dispatchers:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        finished = dispatcher.shutdown(remaining) and finished
-    return finished
+    if not dispatchers:
+        return True
+    if timeout is None:
+        timeout = max(dispatcher.shutdown_timeout for dispatcher in dispatchers)
+    return _shutdown(dispatchers, time.monotonic() + timeout)
 
 
 atexit.register(shutdown_all)

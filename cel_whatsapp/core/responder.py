@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeGuard, Union, cast
 
-from ..config import DEFAULT_POLICY
+from ..config import DEFAULT_MAX_MESSAGES_PER_ANSWER, DEFAULT_POLICY
 from ..errors import GraphAPIError
 from ..model import Lead, Message
 from .graph import GraphClient
@@ -69,8 +69,38 @@ def is_reply(value: object) -> TypeGuard[Reply]:
     return reply_type is not None and isinstance(value, reply_type)
 
 
+class _AnswerTooLong(Exception):  # noqa: N818 - a stop signal, not an error
+    """Raised inside :meth:`Responder.handle` when an answer reaches its message cap."""
+
+
+class _Answer:
+    """The messages of one answer: their wamids, and how many were sent."""
+
+    __slots__ = ("count", "limit", "wamids")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.wamids: list[str] = []
+
+    def next_message(self) -> None:
+        """Count the message about to be sent; raise :class:`_AnswerTooLong` past the cap."""
+        if self.count >= self.limit:
+            raise _AnswerTooLong
+        self.count += 1
+
+    def record(self, wamid: str | None) -> None:
+        if wamid:
+            self.wamids.append(wamid)
+
+
 class Responder:
-    """Answers messages for one business number."""
+    """Answers messages for one business number.
+
+    One answer sends at most ``max_messages_per_answer`` messages (text
+    pieces and rich replies alike; read receipts are not counted): past that
+    the assistant's result is closed and a warning is logged.
+    """
 
     def __init__(
         self,
@@ -83,7 +113,10 @@ class Responder:
         limits: str = DEFAULT_POLICY,
         fallback_text: str | None = None,
         on_send_error: Callable[[], SendErrorHandler | None] = lambda: None,
+        max_messages_per_answer: int = DEFAULT_MAX_MESSAGES_PER_ANSWER,
     ) -> None:
+        if max_messages_per_answer < 1:
+            raise ValueError("max_messages_per_answer must be at least 1")
         self.graph = graph
         self.phone_number_id = phone_number_id
         self._assistant = assistant
@@ -92,6 +125,7 @@ class Responder:
         self.outbox = Outbox(graph, phone_number_id, limits=limits)
         self.fallback_text = fallback_text
         self._on_send_error = on_send_error
+        self.max_messages_per_answer = max_messages_per_answer
 
     def mark_read(self, message_id: str, *, typing: bool = True) -> None:
         """Mark ``message_id`` read, with the typing indicator unless ``typing=False``."""
@@ -112,26 +146,26 @@ class Responder:
                 self.mark_read(message.id, typing=True)
             except GraphAPIError as exc:
                 logger.warning("could not mark message %s as read: %s", message.id, exc)
-        sent: list[str] = []
+        answer = _Answer(self.max_messages_per_answer)
         streamer = TextStreamer(self.stream_mode)
         result: AssistantResult = None
         try:
             result = assistant(message)
             for item in iterate_result(result):
                 if isinstance(item, str):
-                    self._send_texts(message.lead, streamer.push(item), sent)
+                    self._send_texts(message.lead, streamer.push(item), answer)
                 else:
                     # Text already produced goes first, so the order is kept.
-                    self._send_texts(message.lead, streamer.flush(), sent)
-                    sent.extend(
-                        self.outbox.send(message.lead.recipient, item, answering=message.id)
-                    )
-            self._send_texts(message.lead, streamer.flush(), sent)
+                    self._send_texts(message.lead, streamer.flush(), answer)
+                    self._send_reply(message, item, answer)
+            self._send_texts(message.lead, streamer.flush(), answer)
+        except _AnswerTooLong:
+            self._too_long(message, answer)
         except GraphAPIError as exc:
             logger.error(
                 "sending the answer to message %s failed after %d sent: %s",
                 message.id,
-                len(sent),
+                len(answer.wamids),
                 exc,
             )
             self._send_error(message, exc)
@@ -139,18 +173,28 @@ class Responder:
             # The user's assistant (or its generator) raised: log with the stack
             # trace; the webhook is still acknowledged.
             logger.exception("the assistant failed on message %s", message.id)
-            self._send_fallback(message, sent)
+            self._send_fallback(message, answer)
         finally:
             close = getattr(result, "close", None)
             if callable(close):
                 close()
-        return sent
+        return answer.wamids
 
-    def _send_fallback(self, message: Message, sent: list[str]) -> None:
+    def _too_long(self, message: Message, answer: _Answer) -> None:
+        logger.warning(
+            "the answer to message %s reached max_messages_per_answer (%d messages sent): "
+            "the rest of it is dropped and the assistant's generator closed",
+            message.id,
+            answer.count,
+        )
+
+    def _send_fallback(self, message: Message, answer: _Answer) -> None:
         if not self.fallback_text:
             return
         try:
-            self._send_texts(message.lead, [self.fallback_text], sent)
+            self._send_texts(message.lead, [self.fallback_text], answer)
+        except _AnswerTooLong:
+            self._too_long(message, answer)
         except GraphAPIError as exc:
             logger.error("sending the fallback text for message %s failed: %s", message.id, exc)
             self._send_error(message, exc)
@@ -164,11 +208,16 @@ class Responder:
         except Exception:
             logger.exception("the on_send_error handler raised on message %s", message.id)
 
-    def _send_texts(self, lead: Lead, pieces: list[str], sent: list[str]) -> None:
+    def _send_texts(self, lead: Lead, pieces: list[str], answer: _Answer) -> None:
         for piece in pieces:
-            self._record(self.outbox.send_text(lead.recipient, piece), sent)
+            answer.next_message()
+            answer.record(self.outbox.send_text(lead.recipient, piece))
 
-    @staticmethod
-    def _record(wamid: str | None, sent: list[str]) -> None:
-        if wamid:
-            sent.append(wamid)
+    def _send_reply(self, message: Message, item: Reply, answer: _Answer) -> None:
+        # Prepared first: a reply may become several messages (a long text
+        # split, a header sent apart), each counted against the cap.
+        for reply in self.outbox.prepare(item, answering=message.id):
+            answer.next_message()
+            answer.wamids.extend(
+                self.outbox.send(message.lead.recipient, reply, answering=message.id)
+            )

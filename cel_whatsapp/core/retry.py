@@ -17,6 +17,12 @@ The decision follows Meta's numeric error code, not the HTTP status alone
 
 No Flask and no HTTP here: :class:`Retrier` runs any callable that raises
 :class:`~cel_whatsapp.errors.GraphAPIError`.
+
+Waits can be cut short: inside ``with stop_waiting_on(event):`` a wait ends as
+soon as ``event`` is set, and the request fails with its last error instead of
+trying again; once it is set no request starts at all. The background
+dispatcher runs its threads that way, so a shutdown that has run out of time
+neither sits out backoffs nor sends anything more.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -156,6 +164,27 @@ class RecipientPacer:
         return max(0.0, until - self.clock()) if until is not None else 0.0
 
 
+_stop_event: ContextVar[threading.Event | None] = ContextVar(
+    "cel_whatsapp_retry_stop_event", default=None
+)
+
+
+@contextmanager
+def stop_waiting_on(event: threading.Event) -> Iterator[None]:
+    """Within this block (in this thread), retry waits end as soon as ``event`` is set.
+
+    The request being retried then fails with its last error, and requests
+    started after that fail at once, unsent. Used by
+    :class:`~cel_whatsapp.dispatch.BackgroundDispatcher` when its shutdown
+    runs out of time.
+    """
+    token = _stop_event.set(event)
+    try:
+        yield
+    finally:
+        _stop_event.reset(token)
+
+
 class Retrier:
     """Runs a request under a :class:`RetryPolicy`.
 
@@ -187,6 +216,9 @@ class Retrier:
         The last error is raised when the policy gives up or the error is
         permanent or uncertain.
         """
+        stop = _stop_event.get()
+        if stop is not None and stop.is_set():
+            raise GraphAPIError("not sent: sending was stopped (shutting down)")
         policy = self.policy
         deadline = self._clock() + policy.total_time
         attempt = 0
@@ -201,7 +233,12 @@ class Retrier:
                             "when the retry time ran out",
                             code=PAIR_RATE_CODE,
                         )
-                    self._sleep(held)
+                    if self._wait(held):
+                        raise GraphAPIError(
+                            "recipient held back by the pair rate limit (131056) when "
+                            "waiting was stopped (shutting down)",
+                            code=PAIR_RATE_CODE,
+                        )
             try:
                 return send()
             except GraphAPIError as error:
@@ -229,9 +266,22 @@ class Retrier:
                     delay,
                 )
                 if verdict is Verdict.RECIPIENT and recipient is not None:
-                    self.pacer.hold(recipient, delay)  # slept at the top of the loop
-                else:
-                    self._sleep(delay)
+                    self.pacer.hold(recipient, delay)  # waited at the top of the loop
+                elif self._wait(delay):
+                    logger.warning(
+                        "giving up after %d attempt(s): waiting was stopped (shutting down): %s",
+                        attempt,
+                        error,
+                    )
+                    raise
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds``; ``True`` if the wait was stopped (see :func:`stop_waiting_on`)."""
+        event = _stop_event.get()
+        if event is None:
+            self._sleep(seconds)
+            return False
+        return event.wait(seconds)
 
     def _delay(self, verdict: Verdict, attempt: int, error: GraphAPIError) -> float:
         if error.retry_after is not None and error.retry_after >= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 from ..config import TEXT_LIMIT
-from ._sentences import boundaries, split_text
+from ._sentences import SentenceScanner, boundaries, split_text
 
 
 class StreamMode(str, enum.Enum):
@@ -31,9 +31,14 @@ class TextStreamer:
     ``flush`` returns whatever is pending (the end of the answer, or a rich
     reply about to be sent, which must not overtake earlier text). Every piece
     is stripped, non-empty and at most ``limit`` characters long.
+
+    The cost of a push does not grow with the text pending: in ``SENTENCE``
+    mode a :class:`~cel_whatsapp.core._sentences.SentenceScanner` looks at each
+    character a bounded number of times, and the pending chunks are joined
+    only when a piece is ready.
     """
 
-    __slots__ = ("_buffer", "limit", "mode")
+    __slots__ = ("_buffer", "_scanner", "_size", "limit", "mode")
 
     def __init__(
         self, mode: StreamMode | str = StreamMode.SENTENCE, limit: int = TEXT_LIMIT
@@ -41,6 +46,8 @@ class TextStreamer:
         self.mode = StreamMode(mode)
         self.limit = limit
         self._buffer: list[str] = []
+        self._size = 0  # characters in _buffer
+        self._scanner = SentenceScanner()
 
     def push(self, chunk: str) -> list[str]:
         if not chunk:
@@ -48,13 +55,19 @@ class TextStreamer:
         if self.mode is StreamMode.DIRECT:
             return split_text(chunk, self.limit)
         self._buffer.append(chunk)
+        self._size += len(chunk)
         if self.mode is StreamMode.FULL:
             return []
-        return self._complete_sentences()
+        cut = self._scanner.feed(chunk)
+        if cut == 0 and self._size <= self.limit:
+            return []
+        return self._complete_sentences(cut)
 
     def flush(self) -> list[str]:
         text = "".join(self._buffer)
         self._buffer.clear()
+        self._size = 0
+        self._scanner.reset()
         return split_text(text, self.limit) if text else []
 
     @property
@@ -62,23 +75,26 @@ class TextStreamer:
         """Text received but not yet returned as a piece."""
         return "".join(self._buffer)
 
-    def _complete_sentences(self) -> list[str]:
+    def _complete_sentences(self, cut: int) -> list[str]:
+        """The pieces before ``cut`` (the end of the last complete sentence), and any
+        over the limit after it."""
         text = "".join(self._buffer)
-        cut = 0
-        for cut in boundaries(text, final=False):  # noqa: B007 - the last cut is what we need
-            pass
-        if cut == 0 and len(text) <= self.limit:
-            self._buffer[:] = [text]
-            return []
         ready, rest = text[:cut], text[cut:]
         pieces: list[str] = []
         for sentence_end in _cuts(ready):
             pieces.extend(split_text(sentence_end, self.limit))
         if len(rest) > self.limit:
-            # One sentence already longer than a message: send what is over.
-            *over, rest = split_text(rest, self.limit)
+            # One sentence already longer than a message: send what is over,
+            # and look at what is left as new text. (Only whitespace over the
+            # limit splits into nothing at all.)
+            over = split_text(rest, self.limit)
+            rest = over.pop() if over else ""
             pieces.extend(over)
+            self._scanner.reset(rest)
+        else:
+            self._scanner.consume(cut)
         self._buffer[:] = [rest] if rest else []
+        self._size = len(rest)
         return pieces
 
 

@@ -83,6 +83,7 @@ class WhatsappConnector:
         retry_attempts: int = config.DEFAULT_RETRY_ATTEMPTS,
         retry_total_time: float = config.DEFAULT_RETRY_TOTAL_TIME,
         assistant_types: AssistantTypes = None,
+        max_messages_per_answer: int = config.DEFAULT_MAX_MESSAGES_PER_ANSWER,
         app: Flask | None = None,
     ) -> None:
         self.token = token
@@ -117,6 +118,8 @@ class WhatsappConnector:
         self.fallback_text = fallback_text
         self.retry = RetryPolicy(attempts=retry_attempts, total_time=retry_total_time)
         self.send_error_handler: SendErrorHandler | None = None
+        #: The most messages one answer sends; the rest is dropped with a warning.
+        self.max_messages_per_answer = max_messages_per_answer
         self._router = UpdateRouter(assistant_types=assistant_types)
         if app is not None:
             self.init_app(app)
@@ -284,6 +287,7 @@ class WhatsappConnector:
             limits=self.limits,
             fallback_text=self.fallback_text,
             on_send_error=lambda: self.send_error_handler,
+            max_messages_per_answer=self.max_messages_per_answer,
         )
         self.dispatcher.start(self.handle, store=self.store)
         return WebhookHandler(
