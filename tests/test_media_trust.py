@@ -133,11 +133,11 @@ def test_a_webhook_url_that_is_not_plainly_meta_gets_no_token(
     attachment = MediaAttachment("image", media_id, url=_url(template, hosts))
     with caplog.at_level(logging.DEBUG):
         media = connector.download_media(attachment)
+    assert hosts.authorizations() == []
+    assert hosts.tls.received == hosts.plain.received == []  # not even without the token
     assert media.content == PHOTO  # through the lookup on the Graph API
     assert len(graph.media_lookups()) == 1
     assert len(graph.media_downloads()) == 1
-    assert hosts.authorizations() == []
-    assert hosts.tls.received == hosts.plain.received == []  # not even without the token
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert media_id in warning.getMessage()
     assert "QUERY-SECRET" not in caplog.text
@@ -220,13 +220,19 @@ def test_a_redirect_off_meta_is_not_followed(
 ) -> None:
     media_id = graph.add_media(PHOTO)
     hosts.tls.redirects["/hop"] = location.format(port=hosts.tls.port)
-    with pytest.raises(GraphAPIError, match="redirected off Meta's media hosts") as info:
-        connector.download_media(
-            MediaAttachment("image", media_id, url="https://lookaside.fbsbx.com/hop")
-        )
-    assert info.value.http_status == 302
-    assert [r.path for r in hosts.tls.received] == ["/hop"]  # to a Meta host, with the token
-    assert hosts.plain.received == []
+    attachment = MediaAttachment("image", media_id, url="https://lookaside.fbsbx.com/hop")
+    try:
+        connector.download_media(attachment)
+    except GraphAPIError as exc:
+        error: GraphAPIError | None = exc
+    else:
+        error = None
+    received = hosts.tls.received + hosts.plain.received
+    assert [r.authorization for r in received if "stolen" in r.path] == []
+    assert [r.path for r in received] == ["/hop"]  # to a Meta host, with the token
+    assert error is not None
+    assert "redirected off Meta's media hosts" in str(error)
+    assert error.http_status == 302
 
 
 def test_redirects_are_followed_a_few_times_only(
