@@ -83,7 +83,7 @@ def request_error(exc: BaseException, target: str) -> GraphAPIError:
         return GraphTransportError(f"could not reach {target} ({name})", request_sent=sent)
     if isinstance(exc, requests.Timeout):
         return GraphTransportError(
-            f"{target} did not answer in time (the request may have been processed)",
+            f"{target} did not answer in time ({name}; the request may have been processed)",
             request_sent=True,
         )
     if isinstance(exc, _FAILED_AFTER_SENDING):
