@@ -127,7 +127,9 @@ def download_media(
     the lookup). ``sha256`` (hex or base64) adds a checksum to verify.
 
     Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses (unknown or
-    expired media id, bad token, a URL still expired after one fresh lookup),
+    expired media id, bad token, a URL still expired after one fresh lookup)
+    or when the lookup or a redirect leads off Meta's media hosts (see
+    :mod:`cel_whatsapp.trust`; a webhook ``url`` off them is only ignored),
     :class:`MediaTooLargeError` past ``max_bytes`` and
     :class:`MediaChecksumError` when the bytes do not match.
     """
@@ -136,23 +138,21 @@ def download_media(
     expected: list[str] = [sha256] if sha256 else []
     url: str | None = None
     mime_type: str | None = None
+    media_id = media.media_id if isinstance(media, MediaAttachment) else media
+    if not isinstance(media_id, str) or not _MEDIA_ID.fullmatch(media_id):
+        raise ValueError(f"not a WhatsApp media id: {media_id!r}")
     if isinstance(media, MediaAttachment):
-        media_id = media.media_id
         mime_type = media.mime_type
         if media.sha256:
             expected.append(media.sha256)
         if media.url:
             url = token_url(media.url, graph.base_url)
             if url is None:
-                # Only the id: the URL may hold whatever someone put there.
+                # The id only: the URL may hold anything, signed query included.
                 logger.warning(
                     "ignoring the url of media %s: not a Meta media host; looking it up",
-                    media.media_id,
+                    media_id,
                 )
-    else:
-        media_id = media
-    if not isinstance(media_id, str) or not _MEDIA_ID.fullmatch(media_id):
-        raise ValueError(f"not a WhatsApp media id: {media_id!r}")
 
     state = _Download(media_id, max_bytes, mime_type, expected)
     if url is None:
@@ -218,10 +218,11 @@ class _Download:
 def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
     """GET the media URL with the bearer token, reading at most ``max_bytes``.
 
-    ``url`` passed :func:`~cel_whatsapp.trust.token_url`. Redirects are
-    followed here rather than by requests, so that the token goes only to a
-    URL that passes the same check (requests would keep it on any URL of the
-    same host name, and forward it as far as 30 hops).
+    ``url`` passed :func:`~cel_whatsapp.trust.token_url`, and so must every
+    redirect: they are followed here, not by requests. requests keeps the
+    token when ``urllib.parse`` reads the same host name in the Location, and
+    ``https://127.0.0.1:8443\\@lookaside.fbsbx.com/`` reads so while urllib3
+    connects to 127.0.0.1 (a case in tests/test_media_trust.py).
     """
     for _ in range(_MAX_REDIRECTS + 1):
         try:
