@@ -335,6 +335,13 @@ def test_a_bad_header_is_not_sent_again(make_connector: MakeConnector, graph: Fa
     assert info.value.retryable is False
     assert info.value.__cause__ is None  # InvalidHeader's text is the header: not chained
     assert graph.requests == []
+    # Nor tried again by the retry policy, which would fail the same way.
+    session = requests.Session()
+    adapter = RaisingAdapter(requests.exceptions.InvalidHeader("bad"))
+    session.mount("http://", adapter)
+    with pytest.raises(GraphRequestError):
+        make_connector(session=session).send("16505551234", "hi")
+    assert adapter.sends == 1
 
 
 # -- every exception of requests comes out as ours -----------------------------------
