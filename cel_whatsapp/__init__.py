@@ -20,6 +20,7 @@ from .errors import (
     CelWhatsappError,
     ConfigurationError,
     GraphAPIError,
+    GraphRequestError,
     GraphTransportError,
     PayloadError,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "CtaUrl",
     "Document",
     "GraphAPIError",
+    "GraphRequestError",
     "GraphTransportError",
     "Image",
     "InMemoryStore",

@@ -8,8 +8,11 @@ variable of the same name.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal, cast
+
+from .errors import ConfigurationError
 
 #: Graph API version used when none is given. Meta supports each version for
 #: about two years; override with ``api_version=`` or ``WHATSAPP_API_VERSION``.
@@ -120,6 +123,37 @@ def lookup(key: str, config: Mapping[str, Any] | None = None) -> str | None:
             return str(value)
     value = os.environ.get(key)
     return value or None
+
+
+# C0 and C1 control characters: a line break, a tab, a NUL...
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What an HTTP header value can carry everywhere: printable ASCII and the space.
+_HEADER_TEXT = re.compile(r"[ -~]*")
+
+
+def clean_secret(name: str, value: object, *, header: bool = False) -> str:
+    """``value`` without the whitespace around it, or :class:`ConfigurationError`.
+
+    A secret read from a file or a copied line often ends with a line break;
+    that is dropped. A control character inside it is refused, and with
+    ``header=True`` (the access token, sent as ``Authorization: Bearer ...``)
+    so is anything but printable ASCII. The message names the setting
+    (``name``) and never shows the value.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, not {type(value).__name__}")
+    text = value.strip()
+    if _CONTROL.search(text):
+        raise ConfigurationError(
+            f"{name} contains a control character (a line break, a tab, a NUL...) "
+            "inside it; set it again as a single line"
+        )
+    if header and not _HEADER_TEXT.fullmatch(text):
+        raise ConfigurationError(
+            f"{name} contains characters other than printable ASCII and cannot be sent "
+            "in an HTTP header; copy it again from Meta's dashboard"
+        )
+    return text
 
 
 def check_policy(policy: str) -> LimitPolicy:

@@ -99,3 +99,14 @@ class GraphTransportError(GraphAPIError):
     def __init__(self, message: str, *, request_sent: bool) -> None:
         super().__init__(message, retryable=not request_sent)
         self.request_sent = request_sent
+
+
+class GraphRequestError(GraphAPIError):
+    """The request could not be made as asked, so nothing was sent.
+
+    A header value (an access token with a line break, say), the URL or the
+    body is not valid HTTP; sending the same request again fails the same way.
+    """
+
+    #: Always ``False``, as for a :class:`GraphTransportError` refused connection.
+    request_sent = False

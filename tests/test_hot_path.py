@@ -23,7 +23,7 @@ import requests
 import urllib3.connection
 from marshmallow import Schema
 
-from cel_whatsapp import GraphAPIError
+from cel_whatsapp import GraphAPIError, GraphRequestError
 from cel_whatsapp.core.graph import GraphClient
 from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_webhook
 
@@ -221,11 +221,14 @@ def test_lean_send_takes_a_new_pool_after_the_session_closed_its_pools(
 def test_lean_send_refuses_what_json_cannot_carry_as_requests_does(graph: FakeGraphAPI) -> None:
     client = GraphClient(TOKEN, graph.base_url)
     bad = {**PAYLOAD, "text": {"body": math.nan}}
-    with pytest.raises(requests.exceptions.InvalidJSONError):
+    with pytest.raises(GraphRequestError) as lean:
         client.send_message("123", bad)
     client._quick = None
-    with pytest.raises(requests.exceptions.InvalidJSONError):
+    with pytest.raises(GraphRequestError) as full:
         client.send_message("123", bad)
+    for info in (lean, full):
+        assert isinstance(info.value.__cause__, requests.exceptions.InvalidJSONError)
+        assert info.value.request_sent is False
     assert graph.requests == []
 
 

@@ -15,10 +15,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 from requests.utils import get_environ_proxies
 
-from ..config import DEFAULT_TIMEOUT
-from ..errors import GraphAPIError, GraphTransportError
+from ..config import DEFAULT_TIMEOUT, clean_secret
+from ..errors import ConfigurationError, GraphAPIError, GraphRequestError, GraphTransportError
 from ._quick_send import Answer, QuickSender
 from .retry import PAIR_RATE_CODE, TRANSIENT_CODES, Retrier, RetryPolicy, is_retryable
 
@@ -39,6 +40,69 @@ _FAILED_AFTER_SENDING = (
     requests.exceptions.TooManyRedirects,
     requests.exceptions.RetryError,
 )
+
+#: What making a request with requests can raise besides our own errors: its
+#: whole hierarchy, urllib3's (in case one slips through), and the
+#: UnicodeError of a header value http.client cannot encode.
+REQUEST_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, UnicodeError)
+
+# Raised while the request was being built, before anything was sent.
+_NOT_SENT = (
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.URLRequired,
+    requests.exceptions.InvalidJSONError,
+    UnicodeError,
+)
+
+# Errors whose text names the host, the URL or the failure, never a header
+# value: safe to chain (a logged traceback prints the chained exception).
+# InvalidHeader's text, for one, holds the whole header value: the token.
+_CHAINABLE = (
+    requests.ConnectionError,
+    requests.Timeout,
+    *_FAILED_AFTER_SENDING,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidJSONError,
+)
+
+
+def request_error(exc: BaseException, target: str) -> GraphAPIError:
+    """Our error for ``exc``, one of :data:`REQUEST_ERRORS`, raised calling ``target``.
+
+    The message names the exception's type, never its text, which may hold
+    a header value. Raise it ``from chainable(exc)``.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, requests.ConnectionError):
+        sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
+        return GraphTransportError(f"could not reach {target} ({name})", request_sent=sent)
+    if isinstance(exc, requests.Timeout):
+        return GraphTransportError(
+            f"{target} did not answer in time ({name}; the request may have been processed)",
+            request_sent=True,
+        )
+    if isinstance(exc, _FAILED_AFTER_SENDING):
+        # The request went out but its answer could not be read: it may
+        # have been processed.
+        return GraphTransportError(
+            f"the answer of {target} could not be read ({name})", request_sent=True
+        )
+    if isinstance(exc, _NOT_SENT):
+        return GraphRequestError(
+            f"the request to {target} could not be made ({name}): a header value (the access "
+            "token?), the URL or the body is not valid HTTP; nothing was sent"
+        )
+    return GraphTransportError(f"the request to {target} failed ({name})", request_sent=True)
+
+
+def chainable(exc: BaseException) -> BaseException | None:
+    """``exc`` when its text cannot hold a header value, else ``None`` (chain nothing)."""
+    return exc if isinstance(exc, _CHAINABLE) else None
 
 
 def error_from_response(response: requests.Response) -> GraphAPIError:
@@ -145,6 +209,9 @@ class GraphClient:
         session: requests.Session | None = None,
         retry: RetryPolicy | Retrier | None = None,
     ) -> None:
+        token = clean_secret("GraphClient's token", token, header=True)
+        if not token:
+            raise ConfigurationError("GraphClient needs an access token; the one given is empty")
         self._token = token
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -222,23 +289,8 @@ class GraphClient:
             if answer is None:
                 response = self.session.request(method, url, json=json, **kwargs)
                 answer = Answer(response.status_code, response.headers, response.content)
-        except requests.ConnectionError as exc:
-            sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
-            raise GraphTransportError(
-                f"could not reach the Graph API ({type(exc).__name__})", request_sent=sent
-            ) from exc
-        except requests.Timeout as exc:
-            raise GraphTransportError(
-                "the Graph API did not answer in time (the request may have been processed)",
-                request_sent=True,
-            ) from exc
-        except _FAILED_AFTER_SENDING as exc:
-            # The request went out but its answer could not be read: it may
-            # have been processed.
-            raise GraphTransportError(
-                f"the Graph API's answer could not be read ({type(exc).__name__})",
-                request_sent=True,
-            ) from exc
+        except REQUEST_ERRORS as exc:
+            raise request_error(exc, "the Graph API") from chainable(exc)
         if answer.status >= 400:
             error = error_from_answer(answer)
             logger.debug("Graph API error on %s %s: %s", method, path, error)

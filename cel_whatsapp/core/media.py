@@ -9,7 +9,8 @@ A webhook carries a media id, not the bytes. Meta's two-step download
 
 :func:`download_media` streams the bytes under a size cap, checks them
 against the SHA-256 Meta sent, and looks the URL up once more if the first
-one has expired (404).
+one has expired (404). The token goes only where :mod:`cel_whatsapp.core.trust`
+allows: the Graph API itself and Meta's media hosts.
 """
 
 from __future__ import annotations
@@ -19,22 +20,37 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin
 
 import requests
 
 from ..config import DEFAULT_MEDIA_MAX_BYTES
 from ..errors import CelWhatsappError, GraphAPIError, GraphTransportError
 from ..model import MediaAttachment
-from .graph import GraphClient, error_from_response, int_or_none
+from .graph import (
+    REQUEST_ERRORS,
+    GraphClient,
+    chainable,
+    error_from_response,
+    int_or_none,
+    request_error,
+)
+from .trust import TRUSTED_MEDIA_DOMAINS, token_url
+
+__all__ = [
+    "TRUSTED_MEDIA_DOMAINS",
+    "MediaChecksumError",
+    "MediaDownloadError",
+    "MediaFile",
+    "MediaTooLargeError",
+    "download_media",
+]
 
 logger = logging.getLogger(__name__)
 
-#: Hosts Meta serves media from; a URL found in a webhook is used (with our
-#: token) only when it points at one of these, or at the Graph API host itself.
-TRUSTED_MEDIA_DOMAINS = ("fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net")
-
 _CHUNK = 64 * 1024
+# Redirects followed per download URL, each to a URL the token may go to.
+_MAX_REDIRECTS = 3
 _MEDIA_ID = re.compile(r"[0-9A-Za-z_\-]{1,256}")
 
 
@@ -111,7 +127,9 @@ def download_media(
     the lookup). ``sha256`` (hex or base64) adds a checksum to verify.
 
     Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses (unknown or
-    expired media id, bad token, a URL still expired after one fresh lookup),
+    expired media id, bad token, a URL still expired after one fresh lookup)
+    or when the lookup or a redirect leads off Meta's media hosts (see
+    :mod:`cel_whatsapp.core.trust`; a webhook ``url`` off them is only ignored),
     :class:`MediaTooLargeError` past ``max_bytes`` and
     :class:`MediaChecksumError` when the bytes do not match.
     """
@@ -120,19 +138,21 @@ def download_media(
     expected: list[str] = [sha256] if sha256 else []
     url: str | None = None
     mime_type: str | None = None
+    media_id = media.media_id if isinstance(media, MediaAttachment) else media
+    if not isinstance(media_id, str) or not _MEDIA_ID.fullmatch(media_id):
+        raise ValueError(f"not a WhatsApp media id: {media_id!r}")
     if isinstance(media, MediaAttachment):
-        media_id = media.media_id
         mime_type = media.mime_type
         if media.sha256:
             expected.append(media.sha256)
-        if media.url and _trusted(media.url, graph.base_url):
-            url = media.url
-        elif media.url:
-            logger.warning("ignoring the url of media %s: not a Meta media host", media_id)
-    else:
-        media_id = media
-    if not isinstance(media_id, str) or not _MEDIA_ID.fullmatch(media_id):
-        raise ValueError(f"not a WhatsApp media id: {media_id!r}")
+        if media.url:
+            url = token_url(media.url, graph.base_url)
+            if url is None:
+                # The id only: the URL may hold anything, signed query included.
+                logger.warning(
+                    "ignoring the url of media %s: not a Meta media host; looking it up",
+                    media_id,
+                )
 
     state = _Download(media_id, max_bytes, mime_type, expected)
     if url is None:
@@ -174,9 +194,15 @@ class _Download:
     def look_up(self, graph: GraphClient) -> str:
         """``GET /{media-id}``: record what Meta says; return the download URL."""
         info = graph.request("GET", self.media_id)
-        url = info.get("url")
-        if not isinstance(url, str) or not url:
+        answered = info.get("url")
+        if not isinstance(answered, str) or not answered:
             raise GraphAPIError(f"the lookup of media {self.media_id} answered no download url")
+        url = token_url(answered, graph.base_url)
+        if url is None:
+            raise GraphAPIError(
+                f"the lookup of media {self.media_id} answered a download url that is not on "
+                "a Meta media host; it was not fetched, so that the access token stays private"
+            )
         mime_type = info.get("mime_type")
         if isinstance(mime_type, str) and mime_type:
             self.mime_type = mime_type
@@ -190,40 +216,62 @@ class _Download:
 
 
 def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
-    """GET the media URL with the bearer token, reading at most ``max_bytes``."""
-    try:
-        response = graph.session.get(url, stream=True, timeout=graph.timeout)
-    except requests.ConnectionError as exc:
-        raise GraphTransportError(
-            f"could not download media {media_id} ({type(exc).__name__})",
-            request_sent=not isinstance(exc, requests.ConnectTimeout),
-        ) from exc
-    except requests.Timeout as exc:
-        raise GraphTransportError(
-            f"the download of media {media_id} timed out", request_sent=True
-        ) from exc
-    with response:
-        if response.status_code == 404:
-            raise _ExpiredURLError
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        declared = int_or_none(response.headers.get("Content-Length"))
-        if declared is not None and declared > max_bytes:
-            raise MediaTooLargeError(media_id, limit=max_bytes, size=declared)
-        chunks: list[bytes] = []
-        received = 0
+    """GET the media URL with the bearer token, reading at most ``max_bytes``.
+
+    ``url`` passed :func:`~cel_whatsapp.core.trust.token_url`, and so must every
+    redirect: they are followed here, not by requests. requests keeps the
+    token when ``urllib.parse`` reads the same host name in the Location, and
+    ``https://127.0.0.1:8443\\@lookaside.fbsbx.com/`` reads so while urllib3
+    connects to 127.0.0.1 (a case in tests/test_media_trust.py).
+    """
+    for _ in range(_MAX_REDIRECTS + 1):
         try:
-            for chunk in response.iter_content(_CHUNK):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise MediaTooLargeError(media_id, limit=max_bytes, size=None)
-                chunks.append(chunk)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise GraphTransportError(
-                f"the download of media {media_id} broke off after {received} bytes",
-                request_sent=True,
-            ) from exc
-        return b"".join(chunks), response.headers.get("Content-Type")
+            response = graph.session.get(
+                url, stream=True, timeout=graph.timeout, allow_redirects=False
+            )
+        except REQUEST_ERRORS as exc:
+            raise request_error(exc, f"the host of media {media_id}") from chainable(exc)
+        with response:
+            if not response.is_redirect:
+                return _read(response, media_id, max_bytes)
+            target = token_url(urljoin(url, response.headers["Location"]), graph.base_url)
+        if target is None:
+            raise GraphAPIError(
+                f"the download of media {media_id} was redirected off Meta's media hosts; "
+                "not followed, so that the access token stays private",
+                http_status=response.status_code,
+            )
+        url = target
+    raise GraphAPIError(
+        f"the download of media {media_id} was redirected more than {_MAX_REDIRECTS} times",
+        http_status=response.status_code,
+    )
+
+
+def _read(response: requests.Response, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
+    """The body of a media download's answer, at most ``max_bytes`` of it."""
+    if response.status_code == 404:
+        raise _ExpiredURLError
+    if response.status_code >= 400:
+        raise error_from_response(response)
+    declared = int_or_none(response.headers.get("Content-Length"))
+    if declared is not None and declared > max_bytes:
+        raise MediaTooLargeError(media_id, limit=max_bytes, size=declared)
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        for chunk in response.iter_content(_CHUNK):
+            received += len(chunk)
+            if received > max_bytes:
+                raise MediaTooLargeError(media_id, limit=max_bytes, size=None)
+            chunks.append(chunk)
+    except REQUEST_ERRORS as exc:
+        raise GraphTransportError(
+            f"the download of media {media_id} broke off after {received} bytes "
+            f"({type(exc).__name__})",
+            request_sent=True,
+        ) from chainable(exc)
+    return b"".join(chunks), response.headers.get("Content-Type")
 
 
 def _verify(media_id: str, actual_hex: str, expected: list[str]) -> None:
@@ -252,14 +300,3 @@ def _digest(value: str) -> bytes | None:
         if len(raw) == 32:
             return raw
     return None
-
-
-def _trusted(url: str, base_url: str) -> bool:
-    """Whether our bearer token may be sent to ``url``."""
-    parts, base = urlsplit(url), urlsplit(base_url)
-    if (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
-        return True
-    host = (parts.hostname or "").lower()
-    return parts.scheme == "https" and any(
-        host == domain or host.endswith("." + domain) for domain in TRUSTED_MEDIA_DOMAINS
-    )

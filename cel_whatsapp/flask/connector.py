@@ -86,9 +86,13 @@ class WhatsappConnector:
         max_messages_per_answer: int = config.DEFAULT_MAX_MESSAGES_PER_ANSWER,
         app: Flask | None = None,
     ) -> None:
+        self._token: str | None = None
+        self._verify_token: str | None = None
+        self._app_secret: str | None = None
         self.token = token
         self.phone_number_id = str(phone_number_id) if phone_number_id is not None else None
         self.verify_token = verify_token
+        self.app_secret = app_secret
         self.endpoint_prefix = normalise_prefix(endpoint_prefix) or "/"
         self.stream_mode = StreamMode(stream_mode)
         self.read_receipts = read_receipts
@@ -98,7 +102,6 @@ class WhatsappConnector:
         #: ``"fit"`` or ``"strict"``: what happens to replies over WhatsApp's limits.
         self.limits = config.check_policy(limits)
         self._graph_lock = threading.Lock()
-        self._app_secret = app_secret
         self._explicit_base_url = base_url.rstrip("/") if base_url else None
         self.api_version = api_version
         self.verification_handler: VerificationHandler | None = None
@@ -143,13 +146,34 @@ class WhatsappConnector:
         return f"{self.base_url}/{self.phone_number_id}/messages"
 
     @property
+    def token(self) -> str | None:
+        """The access token sent to the Graph API (never shown in reprs)."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._token = _secret(config.TOKEN_KEY, value, header=True)
+
+    @property
+    def verify_token(self) -> str | None:
+        """The token Meta echoes when it verifies the webhook (never shown in reprs)."""
+        return self._verify_token
+
+    @verify_token.setter
+    def verify_token(self, value: str | None) -> None:
+        self._verify_token = _secret(config.VERIFY_TOKEN_KEY, value)
+
+    @property
     def app_secret(self) -> str | None:
         """The app secret used to check ``X-Hub-Signature-256`` (never shown in reprs)."""
         return self._app_secret
 
     @app_secret.setter
     def app_secret(self, value: str | None) -> None:
-        self._app_secret = value
+        # An explicit "" stays "": no signature check, and no look-up either.
+        self._app_secret = (
+            None if value is None else config.clean_secret(config.APP_SECRET_KEY, value)
+        )
 
     def __repr__(self) -> str:
         return (
@@ -325,12 +349,15 @@ class WhatsappConnector:
         Outside a registered app (a script, a worker) ``app_config`` is ``None``
         and only the environment is read.
         """
-        self.token = self.token or config.lookup(config.TOKEN_KEY, app_config)
+        # Each value is checked (see _secret) once, when it is set.
+        if not self._token:
+            self.token = config.lookup(config.TOKEN_KEY, app_config)
         if self.phone_number_id is None:
             self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY, app_config)
-        self.verify_token = self.verify_token or config.lookup(config.VERIFY_TOKEN_KEY, app_config)
+        if not self._verify_token:
+            self.verify_token = config.lookup(config.VERIFY_TOKEN_KEY, app_config)
         if self._app_secret is None:
-            self._app_secret = config.lookup(config.APP_SECRET_KEY, app_config)
+            self.app_secret = config.lookup(config.APP_SECRET_KEY, app_config)
         if self.api_version is None:
             self.api_version = config.lookup(config.API_VERSION_KEY, app_config)
         if self._explicit_base_url is None:
@@ -404,6 +431,13 @@ class WhatsappConnector:
         if self._responder is None:
             raise ConfigurationError("register the connector's blueprint before handling messages")
         return self._responder.handle(message)
+
+
+def _secret(key: str, value: str | None, *, header: bool = False) -> str | None:
+    """``value`` checked by :func:`config.clean_secret`; ``None`` when missing or blank."""
+    if value is None:
+        return None
+    return config.clean_secret(key, value, header=header) or None
 
 
 def whatsapp_blueprint(
