@@ -16,12 +16,20 @@ import pytest
 from cel_whatsapp import Message, StatusEvent, WebhookError, WhatsappConnector
 from cel_whatsapp.core.routing import PERSON_TYPES, UpdateRouter
 from cel_whatsapp.core.webhook import WebhookHandler
-from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_message
-from cel_whatsapp.testing.webhooks import change_value, envelope
+from cel_whatsapp.testing import (
+    FakeGraphAPI,
+    encode,
+    errors_webhook,
+    reaction_message,
+    signed_headers,
+    text_message,
+)
+from cel_whatsapp.testing.webhooks import change_value, envelope, error
 
 from .conftest import MakeConnector, make_app, post_webhook
 
 DATA = Path(__file__).parent / "data"
+ROUTING_LOGGER = "cel_whatsapp.core.routing"
 FIXTURES = sorted(DATA.glob("*.json"))
 
 #: What a person wrote, across all fixtures: the assistant's default diet.
@@ -186,10 +194,66 @@ def test_value_errors_are_logged_at_warning(
     client = make_app(make_connector()).test_client()
     with caplog.at_level(logging.WARNING, logger="cel_whatsapp"):
         assert post_webhook(client, (DATA / "errors.json").read_bytes()).status_code == 200
-    [record] = [r for r in caplog.records if "WhatsApp reported an error" in r.getMessage()]
+    [record] = [r for r in caplog.records if r.name == ROUTING_LOGGER]
     assert record.levelno == logging.WARNING
-    assert "code=130429" in record.getMessage()
-    assert "Rate limit hit" in record.getMessage()
+    assert "WhatsApp reported 1 error(s)" in record.getMessage()
+    assert "codes 130429;" in record.getMessage()
+    assert "'Rate limit hit'" in record.getMessage()
+
+
+def test_a_thousand_value_errors_make_one_bounded_warning(
+    make_connector: MakeConnector, graph: FakeGraphAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    reported: list[WebhookError] = []
+    connector = make_connector(max_body_bytes=30_000_000)
+    connector.on_error(reported.append)
+    client = make_app(connector).test_client()
+    # 10 kB titles (also the message) with a line break, 25 distinct codes: about 21 MB.
+    errors = [
+        error(131000 + i % 25, f"title {i}\n" + "T" * 10_000, details="D" * 1_000)
+        for i in range(1_000)
+    ]
+    with caplog.at_level(logging.DEBUG, logger="cel_whatsapp"):
+        assert post_webhook(client, errors_webhook(*errors)).status_code == 200
+    assert len(reported) == 1_000  # each one still reaches on_error
+    [record] = [r for r in caplog.records if r.name == ROUTING_LOGGER]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert len(message) < 1_000
+    assert message.startswith("WhatsApp reported 1000 error(s)")
+    assert "131000, 131001" in message
+    assert "131024" not in message  # the first 10 codes only
+    assert "'title 0?TTT" in message  # cut short, the line break shown as ?
+    assert "title 3" not in message  # a few titles only
+    assert "\n" not in message
+    assert "DDD" not in message
+
+
+def test_messages_not_for_the_assistant_make_one_bounded_debug_line(
+    make_connector: MakeConnector, graph: FakeGraphAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    answered: list[str] = []
+    client = make_app(make_connector(lambda m: answered.append(m.id))).test_client()
+    reactions = [reaction_message("wamid.OURS", sender=f"1555{i:07d}") for i in range(500)]
+    unknown = []
+    for i in range(500):
+        kind = f"kind{i % 50}\n" + "K" * 2_000
+        message = text_message("", sender=f"1666{i:07d}")
+        del message["text"]
+        message["type"] = kind
+        message[kind] = {"id": str(i)}
+        unknown.append(message)
+    body = envelope(change_value([*reactions, *unknown, text_message("hi")]))
+    with caplog.at_level(logging.DEBUG, logger="cel_whatsapp"):
+        assert post_webhook(client, body).status_code == 200
+    assert len(answered) == 1
+    [record] = [r for r in caplog.records if r.name == ROUTING_LOGGER]
+    assert record.levelno == logging.DEBUG
+    message = record.getMessage()
+    assert len(message) < 1_000
+    assert message.startswith("1000 message(s) not for the assistant: reaction x500, ")
+    assert "other x" in message  # 50 distinct types: counted, not all named
+    assert "\n" not in message
 
 
 def test_failing_callbacks_are_logged_and_the_batch_goes_on(

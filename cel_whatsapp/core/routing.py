@@ -8,12 +8,17 @@ sees every message and status first. Edits, revokes, ``request_welcome``, and
 messages of unknown types reach only ``on_update`` unless ``assistant_types``
 says otherwise. Echoes of what the business itself sent never reach the
 assistant: answering them would talk to ourselves.
+
+One POST may hold thousands of updates whose strings (error titles, message
+types) are chosen by whoever posts it: what is routed is logged in one
+bounded summary line per POST, never a line per item.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Literal, TypeAlias
 
 from ..model import Message, StatusEvent, Update, WebhookError
@@ -40,6 +45,14 @@ PERSON_TYPES: frozenset[str] = frozenset(
 
 #: ``assistant_types="all"``: every message type (echoes excepted).
 ALL_TYPES: Literal["all"] = "all"
+
+# Bounds of the summary lines: a few distinct values, each cut short.
+_MAX_CODES = 10
+_MAX_TITLES = 3
+_MAX_TITLE_CHARS = 80
+_MAX_CODE_CHARS = 20
+_MAX_TYPES = 10
+_MAX_TYPE_CHARS = 40
 
 AssistantTypes: TypeAlias = Collection[str] | Literal["all"] | None
 MessageCallback: TypeAlias = Callable[[Message], Any]
@@ -100,15 +113,12 @@ class UpdateRouter:
         Returns the messages ``deliver`` could not accept (a full pool), for
         the webhook to hand back to Meta.
         """
+        if parsed.errors:
+            _log_errors(parsed.errors)
         for error in parsed.errors:
-            logger.warning(
-                "WhatsApp reported an error: code=%s title=%r details=%r",
-                error.code,
-                error.title,
-                error.details,
-            )
             self._call(self.on_error, error, "on_error")
         to_assistant: list[Message] = []
+        others: Counter[str] = Counter()
         for message in parsed.messages:
             self._call(self.on_update, message, "on_update")
             echo = message.metadata.get("echo")
@@ -119,9 +129,13 @@ class UpdateRouter:
             if self.for_assistant(message):
                 to_assistant.append(message)
             else:
-                logger.debug(
-                    "message %s of type %r not for the assistant", message.id, message.type
-                )
+                _tally(others, "echo" if echo else message.type)
+        if others:
+            logger.debug(
+                "%d message(s) not for the assistant: %s",
+                others.total(),
+                _describe_counts(others),
+            )
         for status in parsed.statuses:
             self._call(self.on_update, status, "on_update")
             self._call(self.on_status, status, "on_status")
@@ -138,6 +152,49 @@ class UpdateRouter:
         except Exception:
             # User code failed: log with the stack trace; keep routing the batch.
             logger.exception("the %s callback failed on %s", name, _describe(update))
+
+
+def _log_errors(errors: Sequence[WebhookError]) -> None:
+    """One WARNING for all of a POST's ``value.errors``: their count, codes and a few titles."""
+    codes = _first_distinct((_clip(str(e.code), _MAX_CODE_CHARS) for e in errors), _MAX_CODES)
+    titles = _first_distinct(
+        (repr(_clip(e.title, _MAX_TITLE_CHARS)) for e in errors if e.title), _MAX_TITLES
+    )
+    logger.warning(
+        "WhatsApp reported %d error(s) in value.errors: codes %s; titles %s",
+        len(errors),
+        codes,
+        titles or "none",
+    )
+
+
+def _first_distinct(values: Iterable[str], limit: int) -> str:
+    """The first ``limit`` distinct ``values``, comma-separated; ``...`` when there are more."""
+    seen: dict[str, None] = {}
+    for value in values:
+        if value not in seen:
+            if len(seen) == limit:
+                return ", ".join([*seen, "..."])
+            seen[value] = None
+    return ", ".join(seen)
+
+
+def _tally(counts: Counter[str], key: str) -> None:
+    """Count ``key``, or ``"other"`` once ``counts`` holds as many keys as a log line shows."""
+    key = _clip(key, _MAX_TYPE_CHARS)
+    if key not in counts and len(counts) >= _MAX_TYPES:
+        key = "other"
+    counts[key] += 1
+
+
+def _describe_counts(counts: Counter[str]) -> str:
+    return ", ".join(f"{key} x{count}" for key, count in counts.most_common())
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, unprintable ones as ``?``: fit for one log line."""
+    clipped = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return clipped + "..." if len(text) > limit else clipped
 
 
 def _describe(update: Any) -> str:
