@@ -1,11 +1,11 @@
 """Local listeners that stand in for any host and record what reaches them.
 
 ``Listener`` is a real HTTP(S) server on 127.0.0.1 that writes down every
-request it receives (above all its ``Authorization`` header) and serves fixed
-bytes, or a redirect. ``resolve_everything_to`` makes every host name except
-127.0.0.1 resolve to these listeners: whatever URL the client under test
-reaches, the connection lands here, where it can be seen, and never on the
-internet (Meta's hosts included).
+request it receives (GET or POST; above all its ``Authorization`` header)
+and serves fixed bytes, or a redirect. ``resolve_everything_to`` makes every
+host name except 127.0.0.1 resolve to these listeners: whatever URL the
+client under test reaches, the connection lands here, where it can be seen,
+and never on the internet (Meta's hosts included).
 """
 
 from __future__ import annotations
@@ -63,10 +63,20 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_POST(self) -> None:
+        # Recorded like a GET (a 307 or 308 redirect keeps the method); the body is dropped.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self._answer("POST")
+
+    def _answer(self, method: str) -> None:
         listener = self.server.listener
         with listener.lock:
             listener.received.append(
-                Received("GET", self.headers["Host"], self.path, self.headers["Authorization"])
+                Received(method, self.headers["Host"], self.path, self.headers["Authorization"])
             )
             location = listener.redirects.get(self.path.split("?")[0])
         if location is not None:

@@ -248,7 +248,7 @@ def test_a_custom_adapter_takes_the_normal_path(graph: FakeGraphAPI) -> None:
 
 
 class _OddAnswers(BaseHTTPRequestHandler):
-    """Answers the lean path hands back to requests: a redirect, a cookie, gzip."""
+    """Answers the lean path reads as requests would (a cookie, gzip), and a redirect."""
 
     received: list[tuple[str, bytes, str | None]]
 
@@ -301,16 +301,21 @@ def test_lean_send_decodes_gzip_and_keeps_cookies_as_requests_does() -> None:
     assert second["cookie"] == "lb=blue"  # sent back, as a session does
 
 
-def test_lean_send_follows_a_redirect_with_the_body(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lean_send_hands_back_a_redirect_unfollowed(monkeypatch: pytest.MonkeyPatch) -> None:
     full_requests = CallCounter(monkeypatch, requests.Session, "request")
     with _odd_server() as (base_url, received):
-        answer = GraphClient(TOKEN, base_url).send_message("moved", PAYLOAD)
-    assert full_requests.calls == 0  # the lean path sent it and handed the 307 to requests
-    assert answer["messages"] == [{"id": "wamid.ODD"}]
-    assert [path for path, _, _ in received] == ["/v25.0/moved/messages", "/v25.0/123/messages"]
-    # 307 keeps the method and the body; the same host keeps the token.
-    assert json.loads(received[1][1]) == PAYLOAD
-    assert received[1][2] == f"Bearer {TOKEN}"
+        client = GraphClient(TOKEN, base_url)
+        assert client._quick is not None
+        answer = client._quick.send("POST", f"{base_url}/moved/messages", PAYLOAD, 5.0)
+        with pytest.raises(GraphAPIError) as info:
+            client.send_message("moved", PAYLOAD)
+    assert full_requests.calls == 0  # the lean path sent both
+    assert answer is not None
+    assert answer.status == 307
+    assert answer.headers["Location"] == "/v25.0/123/messages"
+    # Neither was followed (see tests/test_graph_redirects.py): the send is an error.
+    assert [path for path, _, _ in received] == ["/v25.0/moved/messages"] * 2
+    assert info.value.http_status == 307
 
 
 # -- proxies from the environment, resolved once and really used ----------------------------

@@ -24,8 +24,11 @@ depends on the call (auth, params, hooks, cookies, ``trust_env``) set, a plain
 the adapter as usual, with the proxies read once). Headers, ``verify`` and
 ``cert`` are compared on every call and a change works things out anew.
 Otherwise :meth:`QuickSender.send` returns ``None`` and the caller uses
-``Session.request``. The rare answer that needs more (a redirect, a cookie)
-is handed back to ``requests`` to finish the way ``Session.send`` would.
+``Session.request``. The rare answer that sets a cookie has it stored in the
+session's jar, as ``Session.send`` would. A redirect is returned as it is,
+never followed: the Graph API does not redirect, and
+:class:`~cel_whatsapp.core.graph.GraphClient` refuses one rather than let the
+token follow it to another host.
 """
 
 from __future__ import annotations
@@ -140,8 +143,8 @@ class QuickSender:
             raise _as_requests_error(exc) from exc
         except OSError as exc:
             raise requests.ConnectionError(exc) from exc
-        if raw.get_redirect_location() or "set-cookie" in raw.headers:
-            return self._finish_with_requests(route, raw, json, timeout)
+        if "set-cookie" in raw.headers:
+            self._store_cookies(route, raw, json)
         return Answer(raw.status, raw.headers, raw.data)
 
     @staticmethod
@@ -234,30 +237,11 @@ class QuickSender:
                 self._timeouts[timeout] = cached
         return cached
 
-    def _finish_with_requests(
-        self, route: _Route, raw: Any, json: Mapping[str, Any] | None, timeout: Any
-    ) -> Answer:
-        """Store cookies and follow redirects as ``Session.send`` does."""
-        session = self.session
+    def _store_cookies(self, route: _Route, raw: Any, json: Mapping[str, Any] | None) -> None:
+        """Store the answer's cookies in the session's jar, as ``Session.send`` does."""
         prepared = route.prepared.copy()
         prepared.prepare_body(None, None, json)
-        response = route.adapter.build_response(prepared, raw)
-        extract_cookies_to_jar(session.cookies, prepared, raw)  # type: ignore[no-untyped-call,unused-ignore]
-        if not response.is_redirect:
-            return Answer(raw.status, raw.headers, raw.data)  # the body was read already
-        settings: dict[str, Any] = {
-            "timeout": timeout,
-            "verify": session.verify,
-            "cert": session.cert,
-            "proxies": session.proxies,
-            "stream": False,
-        }
-        history = list(session.resolve_redirects(response, prepared, **settings))
-        if history:
-            history.insert(0, response)
-            response = history.pop()
-            response.history = history
-        return Answer(response.status_code, response.headers, response.content)
+        extract_cookies_to_jar(self.session.cookies, prepared, raw)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 _ADAPTER_SEND = HTTPAdapter.send

@@ -105,6 +105,26 @@ def chainable(exc: BaseException) -> BaseException | None:
     return exc if isinstance(exc, _CHAINABLE) else None
 
 
+def redirect_error(status: int) -> GraphAPIError:
+    """Our error for a 3xx answer of the Graph API, which is never followed.
+
+    Meta's Graph API does not redirect; whatever does (a proxy, a wrong
+    ``base_url``) should not get our request. Followed, a redirect could carry
+    the token to another host: requests drops ``Authorization`` when the host
+    changes as ``urllib.parse`` reads the ``Location``, while urllib3 connects
+    where its own parser reads it, and the two disagree on some URLs. A 307 or
+    308 would also post the message itself (recipient and text) there. The
+    ``Location`` is not named here: its text is the answerer's to choose.
+    """
+    return GraphAPIError(
+        f"the Graph API answered a redirect (HTTP {status}); redirects are not followed so "
+        "the token cannot leave Meta's host. Check base_url (WHATSAPP_BASE_URL) and any "
+        "proxy in between",
+        http_status=status,
+        retryable=False,
+    )
+
+
 def error_from_response(response: requests.Response) -> GraphAPIError:
     """Build a :class:`GraphAPIError` from an error answer of the Graph API."""
     return error_from_answer(Answer(response.status_code, response.headers, response.content))
@@ -259,10 +279,11 @@ class GraphClient:
     ) -> dict[str, Any]:
         """Send one request and return the decoded JSON answer.
 
-        Raises :class:`GraphAPIError` for an error answer and
-        :class:`GraphTransportError` when no answer came. With a retry policy,
-        retryable failures are sent again first; ``recipient`` (a keyword)
-        names the user a send goes to, for the pair rate limit.
+        Raises :class:`GraphAPIError` for an error answer or a redirect
+        (never followed), and :class:`GraphTransportError` when no answer
+        came. With a retry policy, retryable failures are sent again first;
+        ``recipient`` (a keyword) names the user a send goes to, for the pair
+        rate limit.
         """
         recipient = kwargs.pop("recipient", None)
         if self.retrier is None:
@@ -287,10 +308,14 @@ class GraphClient:
             if self._quick is not None and len(kwargs) == 1:  # only the timeout: an API call
                 answer = self._quick.send(method, url, json, kwargs["timeout"])
             if answer is None:
+                # Never follow a redirect (see redirect_error).
+                kwargs["allow_redirects"] = False
                 response = self.session.request(method, url, json=json, **kwargs)
                 answer = Answer(response.status_code, response.headers, response.content)
         except REQUEST_ERRORS as exc:
             raise request_error(exc, "the Graph API") from chainable(exc)
+        if 300 <= answer.status < 400:
+            raise redirect_error(answer.status)
         if answer.status >= 400:
             error = error_from_answer(answer)
             logger.debug("Graph API error on %s %s: %s", method, path, error)
