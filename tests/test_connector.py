@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -15,9 +16,19 @@ from cel_whatsapp import (
     WhatsappConnector,
     whatsapp_blueprint,
 )
-from cel_whatsapp.testing import FakeGraphAPI, text_webhook
+from cel_whatsapp.config import DEFAULT_MAX_ITEMS_PER_POST
+from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message, text_webhook
+from cel_whatsapp.testing.webhooks import change_value, status
 
-from .conftest import APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN, post_webhook
+from .conftest import (
+    APP_SECRET,
+    PHONE_NUMBER_ID,
+    TOKEN,
+    VERIFY_TOKEN,
+    MakeConnector,
+    make_app,
+    post_webhook,
+)
 
 
 def test_cel_ai_attributes() -> None:
@@ -173,3 +184,46 @@ def test_public_names() -> None:
     for name in cel_whatsapp.__all__:
         assert hasattr(cel_whatsapp, name), name
     assert cel_whatsapp.__version__
+
+
+@pytest.mark.parametrize(("count", "answer"), [(5, 200), (6, 413)])
+def test_max_items_refuses_a_post_holding_more_with_413(
+    make_connector: MakeConnector, graph: FakeGraphAPI, count: int, answer: int
+) -> None:
+    seen: list[str] = []
+    # Five messages of one sender are 8 items: the entry, the change, the
+    # sender's contact and the messages themselves.
+    connector = make_connector(lambda message: seen.append(message.id), max_items=8)
+    assert connector.max_items == 8
+    client = make_app(connector).test_client()
+    body = envelope(change_value([text_message(f"m{i}") for i in range(count)]))
+    assert post_webhook(client, body).status_code == answer
+    assert len(seen) == (count if answer == 200 else 0)
+
+
+def test_max_items_none_takes_a_post_over_the_default_cap(
+    make_connector: MakeConnector, graph: FakeGraphAPI
+) -> None:
+    # The entry, the change and as many statuses as the default cap: 2 items too many.
+    statuses = [status(f"wamid.S{i}", "read") for i in range(DEFAULT_MAX_ITEMS_PER_POST)]
+    body = envelope(change_value(statuses=statuses))
+    assert make_connector().max_items == DEFAULT_MAX_ITEMS_PER_POST
+    capped = make_app(make_connector()).test_client()
+    assert post_webhook(capped, body).status_code == 413
+    seen: list[Any] = []
+    connector = make_connector(max_items=None)
+    connector.on_status(seen.append)
+    assert post_webhook(make_app(connector).test_client(), body).status_code == 200
+    assert len(seen) == DEFAULT_MAX_ITEMS_PER_POST
+
+
+@pytest.mark.parametrize("keyword", ["max_items", "max_messages_per_answer"])
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "5"])
+def test_caps_are_checked_by_the_constructor(keyword: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"{keyword} must be a whole number of at least 1"):
+        WhatsappConnector(TOKEN, PHONE_NUMBER_ID, VERIFY_TOKEN, **{keyword: value})
+
+
+def test_max_messages_per_answer_cannot_be_none() -> None:
+    with pytest.raises(ConfigurationError, match="max_messages_per_answer"):
+        WhatsappConnector(TOKEN, PHONE_NUMBER_ID, VERIFY_TOKEN, max_messages_per_answer=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,7 @@ class WhatsappConnector:
         timeout: Timeout = config.DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
         max_body_bytes: int = config.DEFAULT_MAX_BODY_BYTES,
+        max_items: int | None = config.DEFAULT_MAX_ITEMS_PER_POST,
         name: str = config.DEFAULT_BLUEPRINT_NAME,
         limits: str = config.DEFAULT_POLICY,
         store: Store | None = None,
@@ -98,6 +100,10 @@ class WhatsappConnector:
         self.read_receipts = read_receipts
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
+        #: The most items (entries, changes, updates and the lists inside them)
+        #: one POST may hold; a POST holding more is answered 413 unparsed.
+        #: ``None``: no cap but ``max_body_bytes``.
+        self.max_items = None if max_items is None else _at_least_one("max_items", max_items)
         self.name = name
         #: ``"fit"`` or ``"strict"``: what happens to replies over WhatsApp's limits.
         self.limits = config.check_policy(limits)
@@ -122,7 +128,9 @@ class WhatsappConnector:
         self.retry = RetryPolicy(attempts=retry_attempts, total_time=retry_total_time)
         self.send_error_handler: SendErrorHandler | None = None
         #: The most messages one answer sends; the rest is dropped with a warning.
-        self.max_messages_per_answer = max_messages_per_answer
+        self.max_messages_per_answer = _at_least_one(
+            "max_messages_per_answer", max_messages_per_answer
+        )
         self._router = UpdateRouter(assistant_types=assistant_types)
         if app is not None:
             self.init_app(app)
@@ -321,6 +329,8 @@ class WhatsappConnector:
             on_updates=lambda parsed: self._router.route(parsed, self._dispatch),
             verification_handler=lambda: self.verification_handler,
             store=self.store,
+            # No cap: one that no body can reach, so that items are never counted.
+            max_items=sys.maxsize if self.max_items is None else self.max_items,
         )
 
     def _graph_client(self) -> GraphClient:
@@ -431,6 +441,13 @@ class WhatsappConnector:
         if self._responder is None:
             raise ConfigurationError("register the connector's blueprint before handling messages")
         return self._responder.handle(message)
+
+
+def _at_least_one(name: str, value: int) -> int:
+    """``value`` when it is a whole number of at least 1; a :class:`ConfigurationError` if not."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 def _secret(key: str, value: str | None, *, header: bool = False) -> str | None:
