@@ -11,7 +11,8 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from .core.dedup import InMemoryStore, RedisStore, Store
+from .core.budget import TooManyItemsError
+from .core.dedup import InMemoryStore, RedisStore, Store, StoreError
 from .core.dispatch import BackgroundDispatcher, InlineDispatcher
 from .core.retry import RetryPolicy
 from .core.signature import SignatureError
@@ -145,9 +146,11 @@ __all__ = [
     "StatusEvent",
     "Sticker",
     "Store",
+    "StoreError",
     "StreamMode",
     "Template",
     "Text",
+    "TooManyItemsError",
     "Video",
     "WebhookError",
     "WhatsappConnector",

@@ -184,6 +184,18 @@ def test_public_names() -> None:
     for name in cel_whatsapp.__all__:
         assert hasattr(cel_whatsapp, name), name
     assert cel_whatsapp.__version__
+    assert cel_whatsapp.__all__ == sorted(cel_whatsapp.__all__)
+
+
+def test_the_errors_a_caller_may_meet_are_public() -> None:
+    from cel_whatsapp.core.budget import TooManyItemsError
+    from cel_whatsapp.core.dedup import StoreError
+    from cel_whatsapp.errors import GraphRequestError
+
+    for error in (GraphRequestError, StoreError, TooManyItemsError):
+        assert error.__name__ in cel_whatsapp.__all__
+        assert getattr(cel_whatsapp, error.__name__) is error
+        assert issubclass(error, cel_whatsapp.CelWhatsappError)
 
 
 @pytest.mark.parametrize(("count", "answer"), [(5, 200), (6, 413)])
