@@ -11,18 +11,23 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from .core.dedup import InMemoryStore, RedisStore, Store
+from .core.dedup import InMemoryStore, RedisStore, Store, StoreError
 from .core.dispatch import BackgroundDispatcher, InlineDispatcher
 from .core.retry import RetryPolicy
 from .core.signature import SignatureError
 from .core.streaming import StreamMode
 from .errors import (
+    AuthError,
     CelWhatsappError,
     ConfigurationError,
     GraphAPIError,
     GraphRequestError,
     GraphTransportError,
+    OutsideWindowError,
     PayloadError,
+    RateLimitError,
+    RecipientError,
+    TemplateError,
 )
 from .flask.connector import WhatsappConnector, whatsapp_blueprint
 from .model import (
@@ -105,6 +110,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Audio",
+    "AuthError",
     "BackgroundDispatcher",
     "Button",
     "Buttons",
@@ -133,9 +139,12 @@ __all__ = [
     "MediaFile",
     "MediaTooLargeError",
     "Message",
+    "OutsideWindowError",
     "PayloadError",
+    "RateLimitError",
     "React",
     "Reaction",
+    "RecipientError",
     "RedisStore",
     "Reply",
     "RetryPolicy",
@@ -145,8 +154,10 @@ __all__ = [
     "StatusEvent",
     "Sticker",
     "Store",
+    "StoreError",
     "StreamMode",
     "Template",
+    "TemplateError",
     "Text",
     "Video",
     "WebhookError",

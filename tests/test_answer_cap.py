@@ -133,6 +133,5 @@ def test_no_fallback_past_the_cap_when_the_assistant_then_fails(
 
 
 def test_the_cap_must_be_positive(make_connector: MakeConnector) -> None:
-    connector = make_connector(lambda m: "hi", max_messages_per_answer=0)
     with pytest.raises(ValueError, match="max_messages_per_answer"):
-        make_app(connector)
+        make_connector(lambda m: "hi", max_messages_per_answer=0)

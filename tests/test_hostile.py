@@ -217,7 +217,12 @@ def hostile() -> Iterator[tuple[FakeGraphAPI, list[str], ErrorLogs]]:
 
 
 def _client(
-    graph: FakeGraphAPI, seen: list[str], *, answer: bool = False, max_body_bytes: int = 300_000
+    graph: FakeGraphAPI,
+    seen: list[str],
+    *,
+    answer: bool = False,
+    max_body_bytes: int = 300_000,
+    max_items: int = DEFAULT_MAX_ITEMS_PER_POST,
 ) -> FlaskClient:
     def assistant(message: Message) -> str | None:
         seen.append(message.id)
@@ -233,6 +238,7 @@ def _client(
         dispatch="inline",
         assistant=assistant,
         max_body_bytes=max_body_bytes,
+        max_items=max_items,
     )
     return make_app(connector).test_client()
 
@@ -440,9 +446,7 @@ def small_cap(
     """A client whose webhook takes at most SMALL_CAP items, and the ids its assistant saw."""
     graph, _, _ = hostile
     seen: list[str] = []
-    client = _client(graph, seen, max_body_bytes=3_500_000)
-    handlers = client.application.extensions["cel_whatsapp"]
-    handlers["whatsapp"].max_items = SMALL_CAP  # what WhatsappConnector(max_items=) would set
+    client = _client(graph, seen, max_body_bytes=3_500_000, max_items=SMALL_CAP)
     return client, seen
 
 
