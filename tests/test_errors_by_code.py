@@ -55,7 +55,10 @@ def test_a_send_raises_the_class_of_metas_code(
     client = GraphClient(TOKEN, graph.base_url)
     graph.fail_next(status=400, code=code, message="Scripted", subcode=2494010)
     with pytest.raises(GraphAPIError) as caught:
-        client.send_message("106540352242922", {"messaging_product": "whatsapp", "to": "1"})
+        client.send_message(
+            "106540352242922",
+            {"messaging_product": "whatsapp", "to": "1", "type": "text", "text": {"body": "x"}},
+        )
     error = caught.value
     assert type(error) is expected
     assert (error.code, error.error_subcode, error.http_status) == (code, 2494010, 400)

@@ -146,3 +146,46 @@ def test_readme_example_runs_as_written(whatsapp: WhatsappTestClient, monkeypatc
     exec(compile(textwrap.dedent(block), "README.rst", "exec"), namespace)  # noqa: S102 - our README
     namespace["test_bot_answers"](whatsapp)  # type: ignore[operator]
     assert whatsapp.sent_texts() == ["You said: hello"]
+
+
+def test_the_quickstart_app_with_real_looking_config_talks_to_the_fake(
+    whatsapp: WhatsappTestClient,
+) -> None:
+    """app.config wins over the environment, yet the test client points the app at the fake."""
+    app = Flask("quickstart")
+    app.config.update(
+        WHATSAPP_TOKEN="EAAG-real-looking",
+        WHATSAPP_PHONE_NUMBER_ID="1065403522",
+        WHATSAPP_VERIFY_TOKEN="pick-any-secret",
+        WHATSAPP_APP_SECRET="app-secret",
+    )
+    connector = WhatsappConnector(read_receipts=False, assistant=lambda m: f"You said: {m.text}")
+    connector.init_app(app)
+    assert whatsapp.verify(app, "7").get_data(as_text=True) == "7"
+    assert whatsapp.send_text(app, "hello").status_code == 200
+    assert whatsapp.sent_texts() == ["You said: hello"]
+    [request] = whatsapp.graph.sent()
+    assert request.path == f"/v25.0/{whatsapp.phone_number_id}/messages"
+
+
+def test_fail_next_fails_the_next_message_send_not_the_read_receipt(
+    whatsapp: WhatsappTestClient,
+) -> None:
+    from cel_whatsapp.testing import any_request
+
+    app = Flask("receipts")
+    connector = WhatsappConnector(dispatch="inline", assistant=lambda m: "answer")
+    failed: list[int | None] = []
+    connector.on_send_error(lambda message, error: failed.append(error.code))
+    connector.init_app(app)
+    whatsapp.graph.fail_next(status=400, code=131026, message="Undeliverable")
+    assert whatsapp.send_text(app, "hi").status_code == 200
+    # The read receipt went through; the answer was the request that failed.
+    assert failed == [131026]
+    assert len(whatsapp.read_receipts()) == 1
+    # match=any_request fails whatever comes next: here the read receipt,
+    # which is only logged, so the answer then goes out.
+    whatsapp.graph.fail_next(status=400, code=100, match=any_request)
+    assert whatsapp.send_text(app, "again", id="wamid.AGAIN").status_code == 200
+    assert failed == [131026]
+    assert whatsapp.graph.sent_types() == whatsapp.sent_types() == ["text", "text"]
