@@ -131,21 +131,35 @@ def test_plugin_is_registered_for_a_users_project(tmp_path: Path) -> None:
     assert "1 passed" in result.stdout
 
 
-def test_readme_example_runs_as_written(whatsapp: WhatsappTestClient, monkeypatch) -> None:
-    """The README's ten-line test, with a stand-in for the user's project."""
+def _readme_block(marker: str) -> str:
     import re
-    import types
 
     readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
     blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", readme)
-    [block] = [b for b in blocks if "def test_bot_answers(whatsapp)" in b]
-    project = types.ModuleType("myproject")
-    project.create_app = create_app  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "myproject", project)
-    namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(textwrap.dedent(block), "README.rst", "exec"), namespace)  # noqa: S102 - our README
-    namespace["test_bot_answers"](whatsapp)  # type: ignore[operator]
-    assert whatsapp.sent_texts() == ["You said: hello"]
+    [block] = [b for b in blocks if marker in b]
+    return textwrap.dedent(block)
+
+
+def test_readme_quickstart_and_its_test_pass_in_a_new_project(tmp_path: Path) -> None:
+    """The quickstart copied to myproject.py and the README's test to test_bot.py, as written."""
+    import os
+
+    (tmp_path / "myproject.py").write_text(_readme_block("def create_app() -> Flask:"))
+    (tmp_path / "test_bot.py").write_text(_readme_block("def test_bot_answers(whatsapp)"))
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSAPP_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), root])
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_bot.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
 
 
 def test_the_quickstart_app_with_real_looking_config_talks_to_the_fake(
