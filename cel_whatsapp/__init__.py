@@ -18,12 +18,17 @@ from .core.retry import RetryPolicy
 from .core.signature import SignatureError
 from .core.streaming import StreamMode
 from .errors import (
+    AuthError,
     CelWhatsappError,
     ConfigurationError,
     GraphAPIError,
     GraphRequestError,
     GraphTransportError,
+    OutsideWindowError,
     PayloadError,
+    RateLimitError,
+    RecipientError,
+    TemplateError,
 )
 from .flask.connector import WhatsappConnector, whatsapp_blueprint
 from .model import (
@@ -106,6 +111,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Audio",
+    "AuthError",
     "BackgroundDispatcher",
     "Button",
     "Buttons",
@@ -134,9 +140,12 @@ __all__ = [
     "MediaFile",
     "MediaTooLargeError",
     "Message",
+    "OutsideWindowError",
     "PayloadError",
+    "RateLimitError",
     "React",
     "Reaction",
+    "RecipientError",
     "RedisStore",
     "Reply",
     "RetryPolicy",
@@ -149,6 +158,7 @@ __all__ = [
     "StoreError",
     "StreamMode",
     "Template",
+    "TemplateError",
     "Text",
     "TooManyItemsError",
     "Video",

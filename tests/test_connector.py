@@ -82,7 +82,8 @@ def test_init_app_reads_app_config(graph: FakeGraphAPI) -> None:
         WHATSAPP_BASE_URL=graph.base_url,
     )
     connector.init_app(app)
-    assert connector.token == TOKEN and connector.phone_number_id == PHONE_NUMBER_ID
+    with app.app_context():  # each app has its own settings
+        assert connector.token == TOKEN and connector.phone_number_id == PHONE_NUMBER_ID
     client = app.test_client()
     assert post_webhook(client, text_webhook("x")).status_code == 200
     assert post_webhook(client, text_webhook("x"), secret=None).status_code == 401
@@ -98,7 +99,8 @@ def test_explicit_arguments_win_over_config(
     app = Flask(__name__)
     app.config.update(WHATSAPP_TOKEN="config-token", WHATSAPP_PHONE_NUMBER_ID="555")
     connector.init_app(app)
-    assert (connector.token, connector.phone_number_id) == (TOKEN, "555")
+    with app.app_context():
+        assert (connector.token, connector.phone_number_id) == (TOKEN, "555")
 
 
 def test_environment_is_the_last_fallback(monkeypatch: pytest.MonkeyPatch) -> None:

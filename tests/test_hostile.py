@@ -447,7 +447,7 @@ def small_cap(
     graph, _, _ = hostile
     seen: list[str] = []
     client = _client(graph, seen, max_body_bytes=3_500_000, max_items=SMALL_CAP)
-    assert client.application.extensions["cel_whatsapp"]["whatsapp"].max_items == SMALL_CAP
+    assert client.application.extensions["cel_whatsapp"]["whatsapp"].webhook.max_items == SMALL_CAP
     return client, seen
 
 

@@ -25,7 +25,7 @@ from cel_whatsapp import (
     WhatsappConnector,
 )
 from cel_whatsapp.core.media import _digest
-from cel_whatsapp.testing import FakeGraphAPI
+from cel_whatsapp.testing import FakeGraphAPI, any_request
 
 from .conftest import TOKEN, MakeConnector, make_app, post_webhook
 
@@ -190,7 +190,8 @@ def test_bad_token_is_metas_error(make_connector: MakeConnector, graph: FakeGrap
 
 def test_scripted_lookup_failure(connector: WhatsappConnector, graph: FakeGraphAPI) -> None:
     media_id = graph.add_media(PHOTO)
-    graph.fail_next(status=400, code=131052, message="Media download error")
+    # A lookup is not a message send: fail_next needs match= for it.
+    graph.fail_next(status=400, code=131052, message="Media download error", match=any_request)
     with pytest.raises(GraphAPIError, match="Media download error"):
         connector.download_media(media_id)
 

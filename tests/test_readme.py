@@ -27,7 +27,7 @@ def test_quickstart_registers_the_webhook() -> None:
     block = _python_blocks()[0]
     namespace: dict[str, Any] = {"__name__": "readme_example"}
     exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
-    client = namespace["app"].test_client()
+    client = namespace["create_app"]().test_client()
     response = client.get(
         "/whatsapp",
         query_string={

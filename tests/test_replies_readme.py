@@ -50,7 +50,8 @@ def test_the_pizzeria_uses_buttons_a_list_and_an_image(graph: FakeGraphAPI) -> N
 def test_the_proactive_example_sends_text_a_template_and_uploads(
     graph: FakeGraphAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    namespace, _ = _pizzeria(graph)
+    namespace, app = _pizzeria(graph)
+    namespace["app"] = app
     [block] = [b for b in _python_blocks() if "whatsapp.send(" in b]
     monkeypatch.chdir(tmp_path)
     (tmp_path / "menu.pdf").write_bytes(b"%PDF-1.4 menu")

@@ -106,7 +106,11 @@ def test_secrets_with_whitespace_around_them_are_stripped_and_work(
         assistant=lambda message: f"You said: {message.text}", dispatch="inline", **arguments
     )
     connector.init_app(app)
-    assert (connector.token, connector.verify_token, connector.app_secret) == (
+    assert (
+        connector.core(app).settings.token,
+        connector.core(app).settings.verify_token,
+        connector.core(app).settings.app_secret,
+    ) == (
         TOKEN,
         VERIFY_TOKEN,
         APP_SECRET,
@@ -273,7 +277,7 @@ def _broken(make_connector: MakeConnector, mode: str, untrusted: Listener, **kwa
         # Past the configuration check, as a user's own code could do it:
         # on the session the client built, which sends on the lean path.
         suffix = "\n" if mode == "header" else "ж"
-        connector._graph_client().session.headers["Authorization"] = f"Bearer {TOKEN}{suffix}"
+        connector.core(app).graph.session.headers["Authorization"] = f"Bearer {TOKEN}{suffix}"
     return app
 
 
@@ -328,7 +332,7 @@ def test_a_webhook_whose_answer_fails_never_logs_the_token(
 
 def test_a_bad_header_is_not_sent_again(make_connector: MakeConnector, graph: FakeGraphAPI) -> None:
     connector = make_connector()  # retries on: 5 attempts
-    connector._graph_client().session.headers["Authorization"] = f"Bearer {TOKEN}\n"
+    connector.core().graph.session.headers["Authorization"] = f"Bearer {TOKEN}\n"
     with pytest.raises(GraphRequestError) as info:
         connector.send("16505551234", "hi")
     assert info.value.request_sent is False

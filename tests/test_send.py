@@ -137,7 +137,8 @@ def test_send_after_init_app_uses_app_config(graph: FakeGraphAPI) -> None:
     )
     connector = WhatsappConnector()
     connector.init_app(app)
-    connector.send("16505551234", "configured by the app")
+    with app.app_context():  # the app's settings; outside one, the environment's
+        connector.send("16505551234", "configured by the app")
     assert graph.sent_texts() == ["configured by the app"]
 
 

@@ -131,18 +131,75 @@ def test_plugin_is_registered_for_a_users_project(tmp_path: Path) -> None:
     assert "1 passed" in result.stdout
 
 
-def test_readme_example_runs_as_written(whatsapp: WhatsappTestClient, monkeypatch) -> None:
-    """The README's ten-line test, with a stand-in for the user's project."""
+def _readme_block(marker: str) -> str:
     import re
-    import types
 
     readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
     blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", readme)
-    [block] = [b for b in blocks if "def test_bot_answers(whatsapp)" in b]
-    project = types.ModuleType("myproject")
-    project.create_app = create_app  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "myproject", project)
-    namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(textwrap.dedent(block), "README.rst", "exec"), namespace)  # noqa: S102 - our README
-    namespace["test_bot_answers"](whatsapp)  # type: ignore[operator]
+    [block] = [b for b in blocks if marker in b]
+    return textwrap.dedent(block)
+
+
+def test_readme_quickstart_and_its_test_pass_in_a_new_project(tmp_path: Path) -> None:
+    """The quickstart copied to myproject.py and the README's test to test_bot.py, as written."""
+    import os
+
+    (tmp_path / "myproject.py").write_text(_readme_block("def create_app() -> Flask:"))
+    (tmp_path / "test_bot.py").write_text(_readme_block("def test_bot_answers(whatsapp)"))
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSAPP_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), root])
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_bot.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def test_the_quickstart_app_with_real_looking_config_talks_to_the_fake(
+    whatsapp: WhatsappTestClient,
+) -> None:
+    """app.config wins over the environment, yet the test client points the app at the fake."""
+    app = Flask("quickstart")
+    app.config.update(
+        WHATSAPP_TOKEN="EAAG-real-looking",
+        WHATSAPP_PHONE_NUMBER_ID="1065403522",
+        WHATSAPP_VERIFY_TOKEN="pick-any-secret",
+        WHATSAPP_APP_SECRET="app-secret",
+    )
+    connector = WhatsappConnector(read_receipts=False, assistant=lambda m: f"You said: {m.text}")
+    connector.init_app(app)
+    assert whatsapp.verify(app, "7").get_data(as_text=True) == "7"
+    assert whatsapp.send_text(app, "hello").status_code == 200
     assert whatsapp.sent_texts() == ["You said: hello"]
+    [request] = whatsapp.graph.sent()
+    assert request.path == f"/v25.0/{whatsapp.phone_number_id}/messages"
+
+
+def test_fail_next_fails_the_next_message_send_not_the_read_receipt(
+    whatsapp: WhatsappTestClient,
+) -> None:
+    from cel_whatsapp.testing import any_request
+
+    app = Flask("receipts")
+    connector = WhatsappConnector(dispatch="inline", assistant=lambda m: "answer")
+    failed: list[int | None] = []
+    connector.on_send_error(lambda message, error: failed.append(error.code))
+    connector.init_app(app)
+    whatsapp.graph.fail_next(status=400, code=131026, message="Undeliverable")
+    assert whatsapp.send_text(app, "hi").status_code == 200
+    # The read receipt went through; the answer was the request that failed.
+    assert failed == [131026]
+    assert len(whatsapp.read_receipts()) == 1
+    # match=any_request fails whatever comes next: here the read receipt,
+    # which is only logged, so the answer then goes out.
+    whatsapp.graph.fail_next(status=400, code=100, match=any_request)
+    assert whatsapp.send_text(app, "again", id="wamid.AGAIN").status_code == 200
+    assert failed == [131026]
+    assert whatsapp.graph.sent_types() == whatsapp.sent_types() == ["text", "text"]

@@ -76,13 +76,22 @@ class Dispatcher(abc.ABC):
     #: ``"inline"`` or ``"background"``.
     mode: str
 
-    def start(self, handle: Handler, *, store: Store | None = None) -> None:
-        """Bind the function that answers one message, and the connector's store."""
+    _handle: Handler | None = None
+
+    def start(self, handle: Handler | None = None, *, store: Store | None = None) -> None:
+        """Bind the connector's store, and a default function that answers one message.
+
+        One dispatcher may serve several configurations (one connector on
+        several Flask apps): each :meth:`submit` then names its own handler.
+        """
         self._handle = handle
 
     @abc.abstractmethod
-    def submit(self, messages: Sequence[Message]) -> list[Message]:
-        """Accept messages for answering; return those refused (the pool was full)."""
+    def submit(self, messages: Sequence[Message], handle: Handler | None = None) -> list[Message]:
+        """Accept messages for answering with ``handle``; return those refused (pool full).
+
+        ``handle`` defaults to the one given to :meth:`start`.
+        """
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every accepted message is answered; ``False`` on timeout."""
@@ -92,9 +101,15 @@ class Dispatcher(abc.ABC):
         """Refuse new messages, finish accepted ones; ``False`` if some were left."""
         return True
 
-    def _run(self, message: Message) -> None:
+    def _handler(self, handle: Handler | None) -> Handler:
+        chosen = handle if handle is not None else self._handle
+        if chosen is None:
+            raise RuntimeError("no handler: pass one to submit() or start()")
+        return chosen
+
+    def _run(self, message: Message, handle: Handler) -> None:
         try:
-            self._handle(message)
+            handle(message)
         except Exception:
             # The responder catches the assistant's errors itself; this is a
             # last line so one message can never stop the others.
@@ -109,9 +124,10 @@ class InlineDispatcher(Dispatcher):
     def __repr__(self) -> str:
         return "InlineDispatcher()"
 
-    def submit(self, messages: Sequence[Message]) -> list[Message]:
+    def submit(self, messages: Sequence[Message], handle: Handler | None = None) -> list[Message]:
+        handler = self._handler(handle)
         for message in sorted(messages, key=lambda m: m.date):
-            self._run(message)
+            self._run(message, handler)
         return []
 
 
@@ -123,6 +139,8 @@ class _Item:
     seq: int
     message: Message = field(compare=False)
     lead: str = field(compare=False)
+    #: Answers the message (the handler of the configuration that accepted it).
+    handle: Handler = field(compare=False)
     #: Its entry in the lead's Redis queue (``None`` when queued locally only).
     member: str | None = field(compare=False, default=None)
 
@@ -333,15 +351,16 @@ class BackgroundDispatcher(Dispatcher):
         """Whether per-lead order is kept across workers (a ``RedisStore`` is used)."""
         return isinstance(self._store, RedisStore)
 
-    def start(self, handle: Handler, *, store: Store | None = None) -> None:
+    def start(self, handle: Handler | None = None, *, store: Store | None = None) -> None:
         self._handle = handle
         self._store = store
 
     # -- accepting -------------------------------------------------------------------
 
-    def submit(self, messages: Sequence[Message]) -> list[Message]:
+    def submit(self, messages: Sequence[Message], handle: Handler | None = None) -> list[Message]:
         if not messages:
             return []
+        handler = self._handler(handle)
         self._ensure_started()
         accepted: list[Message] = []
         refused: list[Message] = []
@@ -365,7 +384,7 @@ class BackgroundDispatcher(Dispatcher):
                 self.max_pending,
                 len(refused),
             )
-        items = [self._item(message) for message in accepted]
+        items = [self._item(message, handler) for message in accepted]
         with self._cond:
             for item in items:
                 heapq.heappush(self._queues.setdefault(item.lead, []), item)
@@ -381,13 +400,13 @@ class BackgroundDispatcher(Dispatcher):
             self._wake.set()
         return refused
 
-    def _item(self, message: Message) -> _Item:
+    def _item(self, message: Message, handle: Handler) -> _Item:
         timestamp = message.date.timestamp()
         lead = lead_key(message)
         if self._leases is not None:
             try:
                 seq, member = self._leases.enqueue(lead, message.id, timestamp)
-                return _Item(timestamp, seq, message, lead, member)
+                return _Item(timestamp, seq, message, lead, handle, member)
             except self._leases.errors as exc:
                 logger.warning(
                     "could not queue message %s in Redis (%s): it is answered without "
@@ -395,7 +414,7 @@ class BackgroundDispatcher(Dispatcher):
                     message.id,
                     type(exc).__name__,
                 )
-        return _Item(timestamp, next(self._local_seq), message, lead, None)
+        return _Item(timestamp, next(self._local_seq), message, lead, handle, None)
 
     # -- threads ---------------------------------------------------------------------
 
@@ -446,7 +465,7 @@ class BackgroundDispatcher(Dispatcher):
                     item = self._ready.popleft()
                 self._watch.begin(slot, item.message)
                 try:
-                    self._run(item.message)
+                    self._run(item.message, item.handle)
                 finally:
                     self._watch.end(slot)
                     self._done(item)
@@ -540,7 +559,9 @@ class BackgroundDispatcher(Dispatcher):
                 seq, member = leases.enqueue(lead, item.message.id, item.timestamp)
             except leases.errors:
                 seq, member = next(self._local_seq), None
-            heapq.heappush(queue, _Item(item.timestamp, seq, item.message, lead, member))
+            heapq.heappush(
+                queue, _Item(item.timestamp, seq, item.message, lead, item.handle, member)
+            )
             self._wake.set()
         elif isinstance(result, list) and len(result) == 2:
             other = result[1].decode() if isinstance(result[1], bytes) else str(result[1])

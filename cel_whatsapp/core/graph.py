@@ -19,18 +19,19 @@ import urllib3
 from requests.utils import get_environ_proxies
 
 from ..config import DEFAULT_TIMEOUT, clean_secret
-from ..errors import ConfigurationError, GraphAPIError, GraphRequestError, GraphTransportError
+from ..errors import (
+    ConfigurationError,
+    GraphAPIError,
+    GraphRequestError,
+    GraphTransportError,
+    error_class_for,
+)
 from ._quick_send import Answer, QuickSender
-from .retry import PAIR_RATE_CODE, TRANSIENT_CODES, Retrier, RetryPolicy, is_retryable
+from .retry import Retrier, RetryPolicy, is_retryable
 
 logger = logging.getLogger(__name__)
 
 Timeout = float | tuple[float, float]
-
-# Error codes for which sending the same request again may succeed (see
-# cel_whatsapp.core.retry for the whole policy): throttling, temporary and unknown
-# errors, and the pair rate limit.
-RETRYABLE_CODES = TRANSIENT_CODES | {PAIR_RATE_CODE}
 
 
 #: requests' errors raised after the request was sent, besides timeouts.
@@ -157,7 +158,7 @@ def error_from_answer(answer: Answer) -> GraphAPIError:
     if not isinstance(error_data, Mapping):
         error_data = {}
     details = error_data.get("details")
-    result = GraphAPIError(
+    result = error_class_for(code)(
         str(error.get("message") or f"Graph API error (HTTP {status})"),
         code=code,
         error_subcode=int_or_none(error.get("error_subcode")),

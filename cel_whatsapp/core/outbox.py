@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any, Union
 
 from ..config import DEFAULT_POLICY, check_policy
-from ..errors import GraphAPIError
+from ..errors import GraphAPIError, OutsideWindowError
 from ..model import Lead
 from ._sentences import split_text
 from .graph import GraphClient
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from ..replies import Reply
 
 logger = logging.getLogger(__name__)
-
-#: Meta's error code for a free-form message outside the 24-hour window.
-WINDOW_CLOSED_CODE = 131047
 
 #: What :meth:`Outbox.upload_media` accepts: bytes, a path, or a binary file.
 MediaSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", IO[bytes]]
@@ -65,9 +62,9 @@ def recipient_for(to: str | Lead) -> dict[str, str]:
 
 def explain(error: GraphAPIError) -> GraphAPIError:
     """Meta's error, with a message that says what to do when the cause is known."""
-    if error.code != WINDOW_CLOSED_CODE:
+    if not isinstance(error, OutsideWindowError):
         return error
-    return GraphAPIError(
+    return OutsideWindowError(
         "This user's 24-hour customer-service window is closed (they last wrote "
         "more than 24 hours ago, or never): only a template can reach this user now. "
         "Send an approved Template; when the user writes again, any message type works.",

@@ -3,6 +3,8 @@
 The decision follows Meta's numeric error code, not the HTTP status alone
 (https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes):
 
+- the transience of each code is read from :data:`cel_whatsapp.errors.META_CODES`,
+  the table that also picks the exception class; no other list of codes exists;
 - transient codes (throttling, temporary or unknown server trouble), HTTP 5xx,
   and a connection that failed before the request left are retried with
   exponential backoff and jitter, honouring ``Retry-After``;
@@ -39,31 +41,20 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..config import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_TOTAL_TIME
-from ..errors import GraphAPIError, GraphTransportError
+from ..errors import GraphAPIError, GraphTransportError, RateLimitError, Transience, code_info
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Codes for which the same request may succeed later: 1 unknown API error,
-#: 2 service temporarily unavailable, 4 application rate limit, 17 and 341
-#: Graph API user/application limits, 80007 WhatsApp Business Account rate
-#: limit, 130429 throughput limit, 131000 something went wrong, 131016 service
-#: unavailable, 131057 account in maintenance mode, 133004 server temporarily
-#: unavailable.
-TRANSIENT_CODES = frozenset({1, 2, 4, 17, 341, 80007, 130429, 131000, 131016, 131057, 133004})
 #: Pair rate limit: too many messages from this number to the same user.
 PAIR_RATE_CODE = 131056
-#: Codes that are certainly permanent (not exhaustive: every code that is not
-#: transient is treated as permanent). 100 invalid parameter, 131008 required
-#: parameter missing, 131009 parameter value invalid, 131026 message
-#: undeliverable, 131031 account locked, 131047 outside the 24-hour customer
-#: service window, 131051 unsupported message type, 190 access token expired
-#: or invalid, 368 temporarily blocked for policy violations, 10 and 200-299
-#: permissions.
-PERMANENT_CODES = frozenset(
-    {3, 10, 100, 190, 200, 368, 131005, 131008, 131009, 131021, 131026, 131031, 131047, 131051}
-)
+
+_VERDICTS = {
+    Transience.TRANSIENT: "retry",
+    Transience.RECIPIENT: "recipient",
+    Transience.PERMANENT: "permanent",
+}
 
 
 class Verdict(str, enum.Enum):
@@ -83,12 +74,10 @@ def classify(error: GraphAPIError) -> Verdict:
     """Decide whether ``error`` may be retried, by Meta's code first."""
     if isinstance(error, GraphTransportError):
         return Verdict.UNCERTAIN if error.request_sent else Verdict.RETRY
-    if error.code == PAIR_RATE_CODE:
-        return Verdict.RECIPIENT
-    if error.code in TRANSIENT_CODES:
-        return Verdict.RETRY
-    if error.code is not None and error.code in PERMANENT_CODES:
-        return Verdict.PERMANENT
+    # Meta's code decides, read from the one table of codes (cel_whatsapp.errors).
+    info = code_info(error.code)
+    if info is not None:
+        return Verdict(_VERDICTS[info.transience])
     status = error.http_status or 0
     if status >= 500 or (status == 429 and error.code is None):
         return Verdict.RETRY
@@ -228,7 +217,7 @@ class Retrier:
                 held = self.pacer.wait_time(recipient)
                 if held > 0:
                     if self._clock() + held > deadline:
-                        raise GraphAPIError(
+                        raise RateLimitError(
                             "recipient still held back by the pair rate limit (131056) "
                             "when the retry time ran out",
                             code=PAIR_RATE_CODE,

@@ -82,10 +82,10 @@ class WebhookHandler:
         app_secret: str | None = None,
         verification_handler: Callable[[], VerificationHandler | None] = lambda: None,
         store: Store | None = None,
-        max_items: int = DEFAULT_MAX_ITEMS_PER_POST,
+        max_items: int | None = DEFAULT_MAX_ITEMS_PER_POST,
     ) -> None:
-        if max_items < 1:
-            raise ValueError("max_items must be at least 1")
+        if max_items is not None and max_items < 1:
+            raise ValueError("max_items must be at least 1 (None: no cap)")
         self._verify_token = verify_token.encode("utf-8")
         self._app_secret = app_secret
         self.phone_number_id = phone_number_id
@@ -148,7 +148,9 @@ class WebhookHandler:
         except (ValueError, RecursionError):
             return HttpResult.error(400, "body is not valid JSON")
         # Nearly every body is too short to hold too many items: those are not counted.
-        max_items = None if fits_without_counting(len(body), self.max_items) else self.max_items
+        max_items = self.max_items
+        if max_items is not None and fits_without_counting(len(body), max_items):
+            max_items = None
         try:
             parsed = parse_webhook(data, phone_number_id=self.phone_number_id, max_items=max_items)
         except TooManyItemsError as exc:

@@ -1,22 +1,31 @@
-"""``WhatsappConnector``: configuration, the blueprint, and the parts wired together."""
+"""``WhatsappConnector``: the Flask extension.
+
+It holds what is the same for every app it serves (the assistant, the
+callbacks, the options passed to the constructor) and keeps each app's own
+state (resolved settings, Graph client, webhook handler: a
+:class:`~cel_whatsapp.core.engine.WhatsappCore`) in ``app.extensions``, so
+one module-level connector serves any number of apps, as the app-factory
+pattern needs. All the work is done by :mod:`cel_whatsapp.core`.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 import requests
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, current_app, has_app_context
+from flask.sansio.app import App
 from flask.sansio.blueprints import BlueprintSetupState
 
 from .. import config
 from ..core.dedup import InMemoryStore, Store
 from ..core.dispatch import Dispatcher, make_dispatcher
-from ..core.graph import GraphClient, Timeout
-from ..core.outbox import MediaSource, Outbox
-from ..core.responder import Assistant, Responder, SendErrorHandler
+from ..core.engine import Behaviour, WhatsappCore, answering_core
+from ..core.graph import Timeout
+from ..core.outbox import MediaSource
+from ..core.responder import Assistant, SendErrorHandler
 from ..core.retry import RetryPolicy
 from ..core.routing import (
     AssistantTypes,
@@ -26,16 +35,15 @@ from ..core.routing import (
     UpdateCallback,
     UpdateRouter,
 )
+from ..core.settings import Settings, clean, resolve_settings
 from ..core.streaming import StreamMode
-from ..core.webhook import VerificationHandler, WebhookHandler
+from ..core.webhook import VerificationHandler
 from ..errors import ConfigurationError
 from ..model import Lead, MediaAttachment, Message
 from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
 from .cli import add_commands
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from ..core.media import MediaFile
     from ..replies import Reply
 
@@ -44,14 +52,25 @@ logger = logging.getLogger(__name__)
 #: ``app.extensions[CONNECTORS_KEY]`` maps blueprint names to their connectors.
 CONNECTORS_KEY = "cel_whatsapp.connectors"
 
+#: The explicit settings a connector may be given, by constructor argument name.
+_SETTING_KEYS = {
+    "token": config.TOKEN_KEY,
+    "phone_number_id": config.PHONE_NUMBER_ID_KEY,
+    "verify_token": config.VERIFY_TOKEN_KEY,
+    "app_secret": config.APP_SECRET_KEY,
+    "api_version": config.API_VERSION_KEY,
+    "base_url": config.BASE_URL_KEY,
+}
+_REQUIRED = (config.TOKEN_KEY, config.PHONE_NUMBER_ID_KEY, config.VERIFY_TOKEN_KEY)
+
 
 class WhatsappConnector:
     """Puts an assistant on WhatsApp through the Cloud API.
 
     The first three arguments may be left out and supplied by ``app.config``
     (``WHATSAPP_TOKEN``, ``WHATSAPP_PHONE_NUMBER_ID``, ``WHATSAPP_VERIFY_TOKEN``,
-    ``WHATSAPP_APP_SECRET``) or by environment variables of the same names when
-    the blueprint is registered.
+    ``WHATSAPP_APP_SECRET``) or by environment variables of the same names:
+    each app the connector is registered on resolves its own.
 
     >>> connector = WhatsappConnector("EAAG...", "1234567890", "my-verify-token")
     >>> @connector.assistant
@@ -88,38 +107,37 @@ class WhatsappConnector:
         max_messages_per_answer: int = config.DEFAULT_MAX_MESSAGES_PER_ANSWER,
         app: Flask | None = None,
     ) -> None:
-        self._token: str | None = None
-        self._verify_token: str | None = None
-        self._app_secret: str | None = None
+        # Explicit settings, checked now (a bad secret fails here, not later);
+        # None means "look it up in app.config, then the environment".
+        self._explicit: dict[str, Any] = {}
+        self._standalone: WhatsappCore | None = None
+        self._standalone_lock = threading.Lock()
         self.token = token
-        self.phone_number_id = str(phone_number_id) if phone_number_id is not None else None
+        self.phone_number_id = phone_number_id
         self.verify_token = verify_token
         self.app_secret = app_secret
+        self.api_version = api_version
+        self.base_url = base_url
         self.endpoint_prefix = normalise_prefix(endpoint_prefix) or "/"
         self.stream_mode = StreamMode(stream_mode)
         self.read_receipts = read_receipts
         self.timeout = timeout
-        self.max_body_bytes = max_body_bytes
-        #: The most items (entries, changes, updates and the lists inside them)
-        #: one POST may hold; a POST holding more is answered 413 unparsed.
+        self.max_body_bytes = _at_least_one("max_body_bytes", max_body_bytes)
+        #: Webhook bodies holding more items (entries, changes, updates...) get 413;
         #: ``None``: no cap but ``max_body_bytes``.
         self.max_items = None if max_items is None else _at_least_one("max_items", max_items)
         self.name = name
         #: ``"fit"`` or ``"strict"``: what happens to replies over WhatsApp's limits.
         self.limits = config.check_policy(limits)
-        self._graph_lock = threading.Lock()
-        self._explicit_base_url = base_url.rstrip("/") if base_url else None
-        self.api_version = api_version
         self.verification_handler: VerificationHandler | None = None
         self._assistant: Assistant | None = assistant
         self._session = session
         self._blueprint: Blueprint | None = None
-        self._graph: GraphClient | None = None
-        self._responder: Responder | None = None
         #: Remembers handled message ids (``InMemoryStore()`` unless given).
         self.store: Store = store if store is not None else InMemoryStore()
         #: Runs the assistant: in the request (``"inline"``) or on a pool (``"background"``).
         self.dispatcher: Dispatcher = make_dispatcher(dispatch)
+        self.dispatcher.start(store=self.store)
         if fallback_text is not None and not (0 < len(fallback_text.strip()) <= config.TEXT_LIMIT):
             raise ConfigurationError(
                 f"fallback_text must be a non-empty text of at most {config.TEXT_LIMIT} characters"
@@ -135,62 +153,93 @@ class WhatsappConnector:
         if app is not None:
             self.init_app(app)
 
-    # -- the Cel.ai connector's attributes ------------------------------------
+    # -- settings: the current app's, else the explicit ones and the environment -------
+
+    def _explicit_setting(self, argument: str, value: Any) -> None:
+        key = _SETTING_KEYS[argument]
+        if argument == "app_secret" and value == "":
+            kept: str | None = ""  # explicitly no signature check
+        elif argument == "base_url" and value:
+            kept = str(value).strip().rstrip("/") or None
+        else:
+            kept = clean(key, None if value is None else str(value))
+        self._explicit[argument] = kept
+        with self._standalone_lock:
+            self._standalone = None
 
     @property
-    def base_url(self) -> str:
-        """The Graph API root with its version, e.g. ``https://graph.facebook.com/v25.0``."""
-        if self._explicit_base_url:
-            return self._explicit_base_url
-        return config.graph_base_url(self.api_version or config.DEFAULT_API_VERSION)
-
-    @base_url.setter
-    def base_url(self, value: str | None) -> None:
-        self._explicit_base_url = value.rstrip("/") if value else None
-
-    @property
-    def url(self) -> str:
-        """Where messages are sent: ``{base_url}/{phone_number_id}/messages``."""
-        return f"{self.base_url}/{self.phone_number_id}/messages"
+    def settings(self) -> Settings:
+        """The settings in force: the current app's inside an app context, else the
+        constructor's arguments completed from the environment."""
+        return self._core().settings
 
     @property
     def token(self) -> str | None:
         """The access token sent to the Graph API (never shown in reprs)."""
-        return self._token
+        return self.settings.token
 
     @token.setter
     def token(self, value: str | None) -> None:
-        self._token = _secret(config.TOKEN_KEY, value, header=True)
+        self._explicit_setting("token", value)
+
+    @property
+    def phone_number_id(self) -> str | None:
+        """The business phone number's id (not the number itself)."""
+        return self.settings.phone_number_id
+
+    @phone_number_id.setter
+    def phone_number_id(self, value: str | None) -> None:
+        self._explicit_setting("phone_number_id", value)
 
     @property
     def verify_token(self) -> str | None:
         """The token Meta echoes when it verifies the webhook (never shown in reprs)."""
-        return self._verify_token
+        return self.settings.verify_token
 
     @verify_token.setter
     def verify_token(self, value: str | None) -> None:
-        self._verify_token = _secret(config.VERIFY_TOKEN_KEY, value)
+        self._explicit_setting("verify_token", value)
 
     @property
     def app_secret(self) -> str | None:
         """The app secret used to check ``X-Hub-Signature-256`` (never shown in reprs)."""
-        return self._app_secret
+        return self.settings.app_secret
 
     @app_secret.setter
     def app_secret(self, value: str | None) -> None:
-        # An explicit "" stays "": no signature check, and no look-up either.
-        self._app_secret = (
-            None if value is None else config.clean_secret(config.APP_SECRET_KEY, value)
-        )
+        self._explicit_setting("app_secret", value)
+
+    @property
+    def api_version(self) -> str | None:
+        """The Graph API version asked for (``None``: the default, or ``base_url``'s)."""
+        return self.settings.api_version
+
+    @api_version.setter
+    def api_version(self, value: str | None) -> None:
+        self._explicit_setting("api_version", value)
+
+    @property
+    def base_url(self) -> str:
+        """The Graph API root with its version, e.g. ``https://graph.facebook.com/v25.0``."""
+        return self.settings.base_url
+
+    @base_url.setter
+    def base_url(self, value: str | None) -> None:
+        self._explicit_setting("base_url", value)
+
+    @property
+    def url(self) -> str:
+        """Where messages are sent: ``{base_url}/{phone_number_id}/messages``."""
+        return self.settings.url
 
     def __repr__(self) -> str:
         return (
-            f"WhatsappConnector(phone_number_id={self.phone_number_id!r}, "
-            f"endpoint_prefix={self.endpoint_prefix!r}, stream_mode={self.stream_mode.value!r}, "
-            f"base_url={self.base_url!r}, token=***, verify_token=***, app_secret=***)"
+            f"WhatsappConnector(name={self.name!r}, endpoint_prefix={self.endpoint_prefix!r}, "
+            f"stream_mode={self.stream_mode.value!r}, token=***, verify_token=***, "
+            "app_secret=***)"
         )
 
-    # -- registration ----------------------------------------------------------
+    # -- decorators ------------------------------------------------------------------
 
     def assistant(self, fn: Assistant) -> Assistant:
         """Decorator: set the callable that answers messages."""
@@ -218,13 +267,6 @@ class WhatsappConnector:
         self.send_error_handler = fn
         return fn
 
-    def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every accepted message is answered; ``False`` on timeout.
-
-        With ``dispatch="inline"`` there is never anything pending.
-        """
-        return self.dispatcher.drain(timeout)
-
     def on_reaction(self, fn: MessageCallback) -> MessageCallback:
         """Decorator: ``fn(message)`` for each reaction (``message.reaction``) a user sends."""
         self._router.on_reaction = fn
@@ -251,9 +293,22 @@ class WhatsappConnector:
         self._router.on_update = fn
         return fn
 
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted message is answered; ``False`` on timeout.
+
+        With ``dispatch="inline"`` there is never anything pending.
+        """
+        return self.dispatcher.drain(timeout)
+
+    # -- registration ------------------------------------------------------------------
+
     @property
     def blueprint(self) -> Blueprint:
-        """The Flask blueprint with the webhook's GET and POST views."""
+        """The Flask blueprint with the webhook's GET and POST views.
+
+        The same blueprint may be registered on several apps; each resolves its
+        own settings when it is registered.
+        """
         if self._blueprint is None:
             blueprint = build_blueprint(
                 self.name,
@@ -269,119 +324,113 @@ class WhatsappConnector:
     def init_app(self, app: Flask) -> None:
         """Register the blueprint on ``app`` (app-factory friendly).
 
+        ``app``'s settings are resolved now (explicit arguments, then
+        ``app.config``, then the environment) and kept in ``app.extensions``.
         This also adds the ``flask whatsapp send`` and ``send-template``
         commands (the group is named after the blueprint).
         """
         app.register_blueprint(self.blueprint)
 
     def _on_register(self, state: BlueprintSetupState) -> None:
-        app = state.app
-        self._configure(app.config)
-        handlers: dict[str, WebhookHandler] = app.extensions.setdefault(EXTENSION_KEY, {})
-        handlers[state.name] = self._make_handler()
-        # Lets tools (the testing kit, the simulator) find the app's connectors.
-        app.extensions.setdefault(CONNECTORS_KEY, {})[state.name] = self
+        settings = resolve_settings(**self._explicit, app_config=state.app.config)
+        self._install(state.app, state.name, settings)
 
-    def _configure(self, app_config: Mapping[str, Any] | None) -> None:
-        """Fill missing values from ``app.config`` then the environment; fail if still missing."""
-        self._fill_missing(app_config)
-        missing = [
-            key
-            for key, value in (
-                (config.TOKEN_KEY, self.token),
-                (config.PHONE_NUMBER_ID_KEY, self.phone_number_id),
-                (config.VERIFY_TOKEN_KEY, self.verify_token),
-            )
-            if not value
-        ]
-        if missing:
-            lines = [f"  {key}: {config.WHERE_TO_FIND[key]}" for key in missing]
-            raise ConfigurationError(
-                "WhatsappConnector is missing required settings. Pass them to the "
-                "constructor, or set them in app.config or the environment:\n" + "\n".join(lines)
-            )
-        if not self._app_secret:
+    def configure_app(self, app: Flask, **overrides: str | None) -> WhatsappCore:
+        """Replace ``app``'s settings: ``overrides`` (``token=``, ``phone_number_id=``,
+        ``verify_token=``, ``app_secret=``, ``api_version=``, ``base_url=``) win over
+        the settings the app resolved at registration.
+
+        For tools that point an app under test at a fake Graph API (the testing
+        kit does). Returns the app's new core.
+        """
+        unknown = set(overrides) - set(_SETTING_KEYS)
+        if unknown:
+            raise TypeError(f"configure_app() got unknown settings: {', '.join(sorted(unknown))}")
+        name = self._registered_name(app)
+        explicit = {**self._explicit}
+        explicit.update({key: value for key, value in overrides.items() if value is not None})
+        settings = resolve_settings(**explicit, app_config=app.config)
+        old = app.extensions[EXTENSION_KEY][name]
+        core = self._install(app, name, settings)
+        old.close()
+        return core
+
+    def _registered_name(self, app: Flask) -> str:
+        for name, connector in app.extensions.get(CONNECTORS_KEY, {}).items():
+            if connector is self:
+                return str(name)
+        raise ConfigurationError("this connector is not registered on that app: call init_app")
+
+    def _install(self, app: App, name: str, settings: Settings) -> WhatsappCore:
+        settings.require(*_REQUIRED)
+        if not settings.app_secret:
             logger.warning(
                 "no app secret configured (WHATSAPP_APP_SECRET): webhook POSTs to %s are "
                 "NOT authenticated; anyone who finds the URL can post fake messages",
                 self.endpoint_prefix,
             )
+        core = WhatsappCore(settings, self._behaviour(), owner=self)
+        # Build the webhook handler now, so a bad option fails at start-up.
+        core.webhook  # noqa: B018
+        app.extensions.setdefault(EXTENSION_KEY, {})[name] = core
+        # Lets tools (the testing kit, the simulator) find the app's connectors.
+        app.extensions.setdefault(CONNECTORS_KEY, {})[name] = self
+        return core
 
-    def _make_handler(self) -> WebhookHandler:
-        if not (self.token and self.phone_number_id and self.verify_token):
-            raise ConfigurationError("token, phone_number_id and verify_token are required")
-        self._responder = Responder(
-            graph=self._graph_client(),
-            phone_number_id=self.phone_number_id,
+    def _behaviour(self) -> Behaviour:
+        return Behaviour(
             assistant=lambda: self._assistant,
+            router=self._router,
+            verification_handler=lambda: self.verification_handler,
+            send_error_handler=lambda: self.send_error_handler,
             stream_mode=self.stream_mode,
             read_receipts=self.read_receipts,
             limits=self.limits,
             fallback_text=self.fallback_text,
-            on_send_error=lambda: self.send_error_handler,
             max_messages_per_answer=self.max_messages_per_answer,
-        )
-        self.dispatcher.start(self.handle, store=self.store)
-        return WebhookHandler(
-            verify_token=self.verify_token,
-            phone_number_id=self.phone_number_id,
-            app_secret=self._app_secret or None,
-            on_updates=lambda parsed: self._router.route(parsed, self._dispatch),
-            verification_handler=lambda: self.verification_handler,
             store=self.store,
-            # No cap: one that no body can reach, so that items are never counted.
-            max_items=sys.maxsize if self.max_items is None else self.max_items,
+            dispatcher=self.dispatcher,
+            retry=self.retry,
+            timeout=self.timeout,
+            session=self._session,
+            max_items=self.max_items,
         )
 
-    def _graph_client(self) -> GraphClient:
-        """The Graph client for the current token and base URL, built once."""
-        with self._graph_lock:
-            if self._graph is None or self._graph.base_url != self.base_url:
-                if not self.token:
-                    raise ConfigurationError(
-                        f"WhatsappConnector has no access token: set {config.TOKEN_KEY} "
-                        f"({config.WHERE_TO_FIND[config.TOKEN_KEY]})"
-                    )
-                self._graph = GraphClient(
-                    self.token,
-                    self.base_url,
-                    timeout=self.timeout,
-                    session=self._session,
-                    retry=self.retry,
-                )
-            return self._graph
+    # -- the core in force ------------------------------------------------------------------
 
-    # -- sending outside a webhook ---------------------------------------------------
+    def core(self, app: Flask | None = None) -> WhatsappCore:
+        """The :class:`~cel_whatsapp.core.engine.WhatsappCore` in force.
 
-    def _fill_missing(self, app_config: Mapping[str, Any] | None) -> None:
-        """Fill values the constructor did not get from ``app_config``, then the environment.
-
-        Outside a registered app (a script, a worker) ``app_config`` is ``None``
-        and only the environment is read.
+        That of ``app`` when given; else the one answering a message on this
+        thread (the assistant runs on a pool thread, with no app context); else
+        the current app's; else one built from the constructor's arguments and
+        the environment, for scripts and job workers.
         """
-        # Each value is checked (see _secret) once, when it is set.
-        if not self._token:
-            self.token = config.lookup(config.TOKEN_KEY, app_config)
-        if self.phone_number_id is None:
-            self.phone_number_id = config.lookup(config.PHONE_NUMBER_ID_KEY, app_config)
-        if not self._verify_token:
-            self.verify_token = config.lookup(config.VERIFY_TOKEN_KEY, app_config)
-        if self._app_secret is None:
-            self.app_secret = config.lookup(config.APP_SECRET_KEY, app_config)
-        if self.api_version is None:
-            self.api_version = config.lookup(config.API_VERSION_KEY, app_config)
-        if self._explicit_base_url is None:
-            self.base_url = config.lookup(config.BASE_URL_KEY, app_config)
+        return self._core(app)
 
-    def _outbox(self) -> Outbox:
-        """An outbox for proactive sends; settings missing so far come from the environment."""
-        self._fill_missing(None)
-        if not self.phone_number_id:
-            key = config.PHONE_NUMBER_ID_KEY
-            raise ConfigurationError(
-                f"WhatsappConnector has no phone number id: set {key} ({config.WHERE_TO_FIND[key]})"
-            )
-        return Outbox(self._graph_client(), self.phone_number_id, limits=self.limits)
+    def _core(self, app: Flask | None = None) -> WhatsappCore:
+        if app is None:
+            answering = answering_core()
+            if answering is not None and answering.owner is self:
+                return answering
+        extensions: dict[str, Any] | None = None
+        if app is not None:
+            extensions = app.extensions
+        elif has_app_context():
+            extensions = current_app.extensions
+        if extensions is not None:
+            for name, connector in extensions.get(CONNECTORS_KEY, {}).items():
+                if connector is self:
+                    core: WhatsappCore = extensions[EXTENSION_KEY][name]
+                    return core
+        with self._standalone_lock:
+            if self._standalone is None:
+                self._standalone = WhatsappCore(
+                    resolve_settings(**self._explicit), self._behaviour(), owner=self
+                )
+            return self._standalone
+
+    # -- sending outside a webhook --------------------------------------------------------
 
     def send(self, to: str | Lead, reply_or_text: Reply | str) -> list[str]:
         """Send a message outside a webhook; return the wamids sent, in order.
@@ -391,16 +440,18 @@ class WhatsappConnector:
         :class:`~cel_whatsapp.Lead`. ``reply_or_text`` is a ``str`` (split
         if over 4096 characters) or any reply object. Usually one wamid;
         several when a long text or a fitted reply needed more messages.
+        Inside an app context the app's settings are used; elsewhere the
+        constructor's arguments and the environment.
 
         Outside the user's 24-hour customer-service window only a
         :class:`~cel_whatsapp.Template` is delivered; anything else raises
-        :class:`~cel_whatsapp.GraphAPIError` (Meta's code 131047).
+        :class:`~cel_whatsapp.OutsideWindowError` (Meta's code 131047).
         """
-        return self._outbox().send(to, reply_or_text)
+        return self._core().send(to, reply_or_text)
 
     def mark_read(self, message_id: str, typing: bool = False) -> None:
         """Mark a received message read; ``typing=True`` also shows the typing indicator."""
-        self._outbox().mark_read(message_id, typing=typing)
+        self._core().mark_read(message_id, typing=typing)
 
     def upload_media(
         self, file_or_bytes: MediaSource, mime_type: str, filename: str | None = None
@@ -410,7 +461,7 @@ class WhatsappConnector:
         Use the id as ``media_id=`` of :class:`~cel_whatsapp.Image`,
         :class:`~cel_whatsapp.Document` and the other media replies.
         """
-        return self._outbox().upload_media(file_or_bytes, mime_type, filename)
+        return self._core().upload_media(file_or_bytes, mime_type, filename)
 
     def download_media(
         self,
@@ -423,24 +474,14 @@ class WhatsappConnector:
 
         Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses, and
         :class:`~cel_whatsapp.MediaDownloadError` when the file is larger than
-        ``max_bytes`` or fails its SHA-256 check. See :func:`cel_whatsapp.core.media.download_media`.
+        ``max_bytes`` or fails its SHA-256 check. See
+        :func:`cel_whatsapp.core.media.download_media`.
         """
-        from ..core.media import download_media  # loaded by the apps that download media
-
-        self._fill_missing(None)
-        graph = self._graph_client()
-        return download_media(graph, media_id, max_bytes=max_bytes, sha256=sha256)
-
-    # -- work ------------------------------------------------------------------
-
-    def _dispatch(self, messages: list[Message]) -> list[Message]:
-        return self.dispatcher.submit(messages)
+        return self._core().download_media(media_id, max_bytes=max_bytes, sha256=sha256)
 
     def handle(self, message: Message) -> list[str]:
         """Answer ``message`` now, as the webhook would; return the sent wamids."""
-        if self._responder is None:
-            raise ConfigurationError("register the connector's blueprint before handling messages")
-        return self._responder.handle(message)
+        return self._core().handle(message)
 
 
 def _at_least_one(name: str, value: int) -> int:
@@ -448,13 +489,6 @@ def _at_least_one(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be a whole number of at least 1, not {value!r}")
     return value
-
-
-def _secret(key: str, value: str | None, *, header: bool = False) -> str | None:
-    """``value`` checked by :func:`config.clean_secret`; ``None`` when missing or blank."""
-    if value is None:
-        return None
-    return config.clean_secret(key, value, header=header) or None
 
 
 def whatsapp_blueprint(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import webhooks
 from .client import WhatsappTestClient
-from .fake_graph import FakeGraphAPI, RecordedRequest
+from .fake_graph import FakeGraphAPI, RecordedRequest, any_request
 from .webhooks import (
     audio_message,
     button_reply_message,
@@ -47,6 +47,7 @@ __all__ = [
     "FakeGraphAPI",
     "RecordedRequest",
     "WhatsappTestClient",
+    "any_request",
     "audio_message",
     "button_reply_message",
     "contact_card",

@@ -13,6 +13,7 @@ real socket to the fake, which records them::
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,8 @@ class WhatsappTestClient:
         self.path = path
         self.sender = sender
         self.settle_timeout = settle_timeout
+        # Apps already pointed at the fake (held weakly: they stay the test's).
+        self._configured: weakref.WeakSet[Flask] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return f"WhatsappTestClient(base_url={self.graph.base_url!r}, path={self.path!r})"
@@ -83,6 +86,28 @@ class WhatsappTestClient:
             settings[_config.APP_SECRET_KEY] = self.app_secret
         return settings
 
+    def configure(self, app: Flask) -> None:
+        """Point every WhatsApp connector of ``app`` at the fake, with this client's settings.
+
+        Done by every method that posts to or verifies ``app``, so an app whose
+        ``app.config`` holds real credentials (the README's quickstart) is
+        tested against the fake all the same. Registering the connector needs
+        settings of some kind; the ``whatsapp`` fixture also exports these as
+        ``WHATSAPP_*`` environment variables for apps that read none.
+        """
+        if app in self._configured:
+            return
+        for connector in _connectors_of(app):
+            connector.configure_app(
+                app,
+                token=self.token,
+                phone_number_id=self.phone_number_id,
+                verify_token=self.verify_token,
+                app_secret=self.app_secret if self.app_secret is not None else "",
+                base_url=self.graph.base_url,
+            )
+        self._configured.add(app)
+
     # -- sending, as Meta would -------------------------------------------------------
 
     def post(
@@ -99,6 +124,7 @@ class WhatsappTestClient:
         Unless ``settle=False``, waits for replies handled in the background
         (connectors that have a ``drain`` method) before returning.
         """
+        self.configure(app)
         raw = body if isinstance(body, bytes) else encode(body)
         all_headers = signed_headers(raw, self.app_secret if signed else None)
         all_headers.update(headers or {})
@@ -121,6 +147,7 @@ class WhatsappTestClient:
         self, app: Flask, challenge: str = "1158201444", *, token: str | None = None
     ) -> TestResponse:
         """GET the webhook the way Meta checks a subscription."""
+        self.configure(app)
         return app.test_client().get(
             self.path,
             query_string={

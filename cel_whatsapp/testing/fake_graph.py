@@ -66,6 +66,15 @@ class RecordedRequest:
 MEDIA_DOWNLOAD_PATH = "_media"
 
 
+def any_request(request: RecordedRequest) -> bool:
+    """``fail_next(match=any_request)``: fail whatever request comes next."""
+    return True
+
+
+def _is_message(request: RecordedRequest) -> bool:
+    return request.is_message
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMedia:
     """A media file the fake serves (see :meth:`FakeGraphAPI.add_media`)."""
@@ -174,6 +183,10 @@ class FakeGraphAPI:
     ) -> None:
         """Answer the next ``times`` matching requests with a Meta error.
 
+        By default only *message sends* match (``POST /{id}/messages`` with a
+        ``type``): read receipts, typing indicators, media lookups and uploads
+        go through. ``match`` picks other requests: a predicate on the
+        :class:`RecordedRequest`, or :func:`any_request` for whatever comes next.
         ``code=None`` with ``raw_error=None`` answers with no error object.
         ``delay`` holds the answer back that many seconds.
         """
@@ -190,7 +203,9 @@ class FakeGraphAPI:
             if details is not None:
                 error["error_data"] = {"messaging_product": "whatsapp", "details": details}
         with self._lock:
-            self._failures.append(ScriptedFailure(status, error, times, match, retry_after, delay))
+            self._failures.append(
+                ScriptedFailure(status, error, times, match or _is_message, retry_after, delay)
+            )
 
     def reset(self) -> None:
         with self._lock:
@@ -210,7 +225,12 @@ class FakeGraphAPI:
         """The bodies of every text message sent, in order."""
         return [r.json["text"]["body"] for r in self.sent() if r.json.get("type") == "text"]
 
+    def sent_types(self) -> list[str]:
+        """The ``type`` of every message sent, in order (as ``WhatsappTestClient.sent_types``)."""
+        return [str(r.json.get("type")) for r in self.sent()]
+
     def read_receipts(self) -> list[RecordedRequest]:
+        """Requests that marked a message read (with or without the typing indicator)."""
         with self._lock:
             return [r for r in self.requests if r.is_read_receipt]
 
@@ -412,7 +432,7 @@ class FakeGraphAPI:
             self.requests.append(request)
             failure = None
             for candidate in self._failures:
-                if candidate.match is None or candidate.match(request):
+                if candidate.match is None or candidate.match(request):  # None: any request
                     failure = candidate
                     break
             if failure is not None:

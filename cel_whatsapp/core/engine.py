@@ -1,0 +1,225 @@
+"""``WhatsappCore``: everything one configuration needs to answer WhatsApp, no web framework.
+
+A :class:`WhatsappCore` joins one :class:`~cel_whatsapp.core.settings.Settings`
+(token, number, verify token, app secret, Graph API address) to one
+:class:`Behaviour` (the assistant, callbacks, stream mode, store,
+dispatcher...). It answers the webhook's GET and POST as plain values
+(:class:`~cel_whatsapp.core.webhook.HttpResult`), answers one message, and
+sends outside a webhook. The Flask extension keeps one per app in
+``app.extensions``; a job worker or a script builds one from explicit
+settings or the environment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import requests
+
+from .. import config
+from ..model import Lead, MediaAttachment, Message
+from .dedup import Store
+from .dispatch import Dispatcher, InlineDispatcher
+from .graph import GraphClient, Timeout
+from .outbox import MediaSource, Outbox
+from .responder import Assistant, Responder, SendErrorHandler
+from .retry import RetryPolicy
+from .routing import UpdateRouter
+from .settings import Settings
+from .streaming import StreamMode
+from .webhook import HttpResult, VerificationHandler, WebhookHandler
+
+if TYPE_CHECKING:
+    from ..replies import Reply
+    from .media import MediaFile
+
+
+def _none() -> None:
+    return None
+
+
+#: The core answering a message in this thread or task, while it does.
+_answering: ContextVar[WhatsappCore | None] = ContextVar("cel_whatsapp_answering", default=None)
+
+
+def answering_core() -> WhatsappCore | None:
+    """The core whose :meth:`WhatsappCore.handle` is running here (``None`` outside one).
+
+    Code the assistant calls (``connector.send``, ``download_media``) uses it
+    to send with the settings of the configuration answering, on a pool
+    thread with no app context as inside a request.
+    """
+    return _answering.get()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Behaviour:
+    """How messages are answered: the same for every configuration a connector serves.
+
+    Handlers are read through callables so that decorators applied after
+    registration (``@connector.assistant``) still take effect.
+    """
+
+    assistant: Callable[[], Assistant | None]
+    router: UpdateRouter = field(default_factory=UpdateRouter)
+    verification_handler: Callable[[], VerificationHandler | None] = _none
+    send_error_handler: Callable[[], SendErrorHandler | None] = _none
+    stream_mode: StreamMode = StreamMode.SENTENCE
+    read_receipts: bool = True
+    limits: str = config.DEFAULT_POLICY
+    fallback_text: str | None = None
+    max_messages_per_answer: int = config.DEFAULT_MAX_MESSAGES_PER_ANSWER
+    store: Store | None = None
+    dispatcher: Dispatcher = field(default_factory=InlineDispatcher)
+    retry: RetryPolicy | None = None
+    timeout: Timeout = config.DEFAULT_TIMEOUT
+    session: requests.Session | None = None
+    max_items: int | None = config.DEFAULT_MAX_ITEMS_PER_POST
+
+
+class WhatsappCore:
+    """Webhook handling, answering and sending for one :class:`Settings`.
+
+    Parts are built on first use: a core made only to send needs no verify
+    token, and one that only verifies needs no Graph client.
+    """
+
+    def __init__(
+        self, settings: Settings, behaviour: Behaviour, *, owner: object | None = None
+    ) -> None:
+        self.settings = settings
+        self.behaviour = behaviour
+        #: What built this core (the Flask connector), so it can find it again.
+        self.owner = owner
+        self._lock = threading.Lock()
+        self._graph: GraphClient | None = None
+        self._responder: Responder | None = None
+        self._webhook: WebhookHandler | None = None
+
+    def __repr__(self) -> str:
+        return f"WhatsappCore({self.settings!r})"
+
+    # -- parts -----------------------------------------------------------------------
+
+    @property
+    def graph(self) -> GraphClient:
+        """The Graph API client, with this configuration's token (built once)."""
+        with self._lock:
+            if self._graph is None:
+                self._graph = GraphClient(
+                    self.settings.value(config.TOKEN_KEY),
+                    self.settings.base_url,
+                    timeout=self.behaviour.timeout,
+                    session=self.behaviour.session,
+                    retry=self.behaviour.retry,
+                )
+            return self._graph
+
+    def outbox(self) -> Outbox:
+        """Sending from this configuration's business number."""
+        number = self.settings.value(config.PHONE_NUMBER_ID_KEY)
+        return Outbox(self.graph, number, limits=self.behaviour.limits)
+
+    @property
+    def responder(self) -> Responder:
+        """Answers one message: the assistant, its stream, the sends (built once)."""
+        if self._responder is None:
+            behaviour = self.behaviour
+            number = self.settings.value(config.PHONE_NUMBER_ID_KEY)
+            responder = Responder(
+                graph=self.graph,
+                phone_number_id=number,
+                assistant=behaviour.assistant,
+                stream_mode=behaviour.stream_mode,
+                read_receipts=behaviour.read_receipts,
+                limits=behaviour.limits,
+                fallback_text=behaviour.fallback_text,
+                on_send_error=behaviour.send_error_handler,
+                max_messages_per_answer=behaviour.max_messages_per_answer,
+            )
+            with self._lock:
+                if self._responder is None:
+                    self._responder = responder
+        return self._responder
+
+    @property
+    def webhook(self) -> WebhookHandler:
+        """The webhook protocol (GET verification, POST delivery) for this configuration."""
+        if self._webhook is None:
+            settings = self.settings.require(config.TOKEN_KEY)
+            behaviour = self.behaviour
+            handler = WebhookHandler(
+                verify_token=settings.value(config.VERIFY_TOKEN_KEY),
+                phone_number_id=settings.value(config.PHONE_NUMBER_ID_KEY),
+                app_secret=settings.app_secret or None,
+                on_updates=lambda parsed: behaviour.router.route(parsed, self.dispatch),
+                verification_handler=behaviour.verification_handler,
+                store=behaviour.store,
+                max_items=behaviour.max_items,
+            )
+            with self._lock:
+                if self._webhook is None:
+                    self._webhook = handler
+        return self._webhook
+
+    # -- the webhook -------------------------------------------------------------------
+
+    def verify(self, params: Mapping[str, str]) -> HttpResult:
+        """Answer Meta's subscription GET."""
+        return self.webhook.verify(params)
+
+    def receive(self, body: bytes, signature: str | None) -> HttpResult:
+        """Check, parse, deduplicate and dispatch one webhook POST."""
+        return self.webhook.receive(body, signature)
+
+    def dispatch(self, messages: Sequence[Message]) -> list[Message]:
+        """Hand accepted messages to the dispatcher; return those it refused."""
+        return self.behaviour.dispatcher.submit(messages, self.handle)
+
+    def handle(self, message: Message) -> list[str]:
+        """Answer ``message`` now; return the wamids sent."""
+        token = _answering.set(self)
+        try:
+            return self.responder.handle(message)
+        finally:
+            _answering.reset(token)
+
+    # -- sending outside a webhook ---------------------------------------------------------
+
+    def send(self, to: str | Lead, reply_or_text: Reply | str) -> list[str]:
+        """Send a message; return the wamids sent, in order."""
+        return self.outbox().send(to, reply_or_text)
+
+    def mark_read(self, message_id: str, typing: bool = False) -> None:
+        """Mark a received message read; ``typing=True`` also shows the typing indicator."""
+        self.outbox().mark_read(message_id, typing=typing)
+
+    def upload_media(
+        self, file_or_bytes: MediaSource, mime_type: str, filename: str | None = None
+    ) -> str:
+        """Upload a file; return its media id."""
+        return self.outbox().upload_media(file_or_bytes, mime_type, filename)
+
+    def download_media(
+        self,
+        media_id: str | MediaAttachment,
+        *,
+        max_bytes: int = config.DEFAULT_MEDIA_MAX_BYTES,
+        sha256: str | None = None,
+    ) -> MediaFile:
+        """Download a media file a user sent."""
+        from .media import download_media
+
+        return download_media(self.graph, media_id, max_bytes=max_bytes, sha256=sha256)
+
+    def close(self) -> None:
+        """Close the Graph client's connections (a user's own session is left open)."""
+        with self._lock:
+            graph, self._graph = self._graph, None
+            self._responder = None
+        if graph is not None and self.behaviour.session is None:
+            graph.close()
