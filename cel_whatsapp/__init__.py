@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 from .core.budget import TooManyItemsError
 from .core.dedup import InMemoryStore, RedisStore, Store, StoreError
 from .core.dispatch import BackgroundDispatcher, InlineDispatcher
+from .core.engine import WhatsappCore
+from .core.graph import GraphClient
 from .core.retry import RetryPolicy
+from .core.settings import Settings
 from .core.signature import SignatureError
 from .core.streaming import StreamMode
 from .errors import (
@@ -125,6 +128,7 @@ __all__ = [
     "CtaUrl",
     "Document",
     "GraphAPIError",
+    "GraphClient",
     "GraphRequestError",
     "GraphTransportError",
     "Image",
@@ -151,6 +155,7 @@ __all__ = [
     "RetryPolicy",
     "Row",
     "Section",
+    "Settings",
     "SignatureError",
     "StatusEvent",
     "Sticker",
@@ -164,6 +169,7 @@ __all__ = [
     "Video",
     "WebhookError",
     "WhatsappConnector",
+    "WhatsappCore",
     "__version__",
     "whatsapp_blueprint",
 ]

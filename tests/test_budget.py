@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from marshmallow import fields
 
 from cel_whatsapp.core import schemas
+from cel_whatsapp.core._skips import SkipLog, field_names
 from cel_whatsapp.core.budget import ItemBudget, TooManyItemsError, fits_without_counting
 from cel_whatsapp.core.parsing import parse_webhook
-from cel_whatsapp.core.skips import SkipLog, field_names
 from cel_whatsapp.core.webhook import WebhookHandler
 from cel_whatsapp.errors import PayloadError
 from cel_whatsapp.testing import envelope

@@ -154,7 +154,7 @@ def test_slow_answer_reports_can_be_turned_off(
 def test_reports_come_at_the_threshold_then_each_time_the_running_time_doubles(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from cel_whatsapp.core.watch import AnswerWatch
+    from cel_whatsapp.core._watch import AnswerWatch
 
     now = [100.0]
     watch = AnswerWatch(

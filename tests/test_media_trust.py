@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cel_whatsapp import GraphAPIError, MediaAttachment, WhatsappConnector
-from cel_whatsapp.core.trust import token_url
+from cel_whatsapp.core._trust import token_url
 from cel_whatsapp.testing import FakeGraphAPI
 
 from .conftest import TOKEN, MakeConnector

@@ -20,7 +20,7 @@ once and answers the messages on a bounded pool of threads:
   answers 503, their dedup keys are released, and Meta delivers them again
   later. Nothing is dropped silently;
 - an answer running past ``slow_answer_after`` seconds is logged, and so is
-  a pool whose every thread is stuck that way (see :mod:`cel_whatsapp.core.watch`);
+  a pool whose every thread is stuck that way (see :mod:`cel_whatsapp.core._watch`);
 - :meth:`~BackgroundDispatcher.drain` waits for pending work, and
   :meth:`~BackgroundDispatcher.shutdown` (run at interpreter exit, and from
   ``worker_exit`` in ``sample_app/gunicorn.conf.py``) finishes accepted
@@ -51,9 +51,9 @@ from typing import Any
 
 from .. import config
 from ..model import Message
+from ._watch import AnswerWatch
 from .dedup import RedisStore, Store, safe_key
 from .retry import stop_waiting_on
-from .watch import AnswerWatch
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ A webhook carries a media id, not the bytes. Meta's two-step download
 
 :func:`download_media` streams the bytes under a size cap, checks them
 against the SHA-256 Meta sent, and looks the URL up once more if the first
-one has expired (404). The token goes only where :mod:`cel_whatsapp.core.trust`
+one has expired (404). The token goes only where :mod:`cel_whatsapp.core._trust`
 allows: the Graph API itself and Meta's media hosts.
 """
 
@@ -27,6 +27,7 @@ import requests
 from ..config import DEFAULT_MEDIA_MAX_BYTES
 from ..errors import CelWhatsappError, GraphAPIError, GraphTransportError
 from ..model import MediaAttachment
+from ._trust import TRUSTED_MEDIA_DOMAINS, token_url
 from .graph import (
     REQUEST_ERRORS,
     GraphClient,
@@ -35,7 +36,6 @@ from .graph import (
     int_or_none,
     request_error,
 )
-from .trust import TRUSTED_MEDIA_DOMAINS, token_url
 
 __all__ = [
     "TRUSTED_MEDIA_DOMAINS",
@@ -129,7 +129,7 @@ def download_media(
     Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses (unknown or
     expired media id, bad token, a URL still expired after one fresh lookup)
     or when the lookup or a redirect leads off Meta's media hosts (see
-    :mod:`cel_whatsapp.core.trust`; a webhook ``url`` off them is only ignored),
+    :mod:`cel_whatsapp.core._trust`; a webhook ``url`` off them is only ignored),
     :class:`MediaTooLargeError` past ``max_bytes`` and
     :class:`MediaChecksumError` when the bytes do not match.
     """
@@ -218,7 +218,7 @@ class _Download:
 def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
     """GET the media URL with the bearer token, reading at most ``max_bytes``.
 
-    ``url`` passed :func:`~cel_whatsapp.core.trust.token_url`, and so must every
+    ``url`` passed :func:`~cel_whatsapp.core._trust.token_url`, and so must every
     redirect: they are followed here, not by requests. requests keeps the
     token when ``urllib.parse`` reads the same host name in the Location, and
     ``https://127.0.0.1:8443\\@lookaside.fbsbx.com/`` reads so while urllib3

@@ -8,7 +8,7 @@ holding more items than ``max_items`` raises its subclass
 (see :mod:`cel_whatsapp.core.budget`). Inside a valid envelope, a malformed
 entry, change, message or status is skipped so the rest of the batch is
 still handled; what was skipped is logged in one summary line per body
-(see :mod:`cel_whatsapp.core.skips`), never one line per item.
+(see :mod:`cel_whatsapp.core._skips`), never one line per item.
 
 A message whose type-specific object is missing (an ``image`` message
 without ``image``) is still delivered, without that content; one whose
@@ -30,8 +30,8 @@ from ..errors import PayloadError
 from ..model import Lead, Message, StatusEvent, WebhookError
 from . import schemas
 from ._content import Content, parse_content, webhook_error
+from ._skips import SkipLog, field_names
 from .budget import VALUE_ARRAYS, ItemBudget
-from .skips import SkipLog, field_names
 
 logger = logging.getLogger(__name__)
 
