@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import requests
 from cel_whatsapp import GraphTransportError
 from cel_whatsapp.core.graph import GraphClient
 
-from .components import require
+from . import listeners
 from .conftest import TOKEN
 
 PAYLOAD = {"messaging_product": "whatsapp", "to": "111", "type": "text", "text": {"body": "hi"}}
@@ -66,41 +65,9 @@ class _Server(ThreadingHTTPServer):
         return connection, address
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
-    openssl = require("openssl", "makes the test server's certificate")
-    key, certificate = directory / "key.pem", directory / "cert.pem"
-    subprocess.run(  # noqa: S603 - a fixed argv, no shell
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(certificate),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return key, certificate
-
-
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[TLSServer]:
-    key, certificate = _certificate(tmp_path)
+    key, certificate = listeners.certificate(tmp_path, [])
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(certificate, key)
     server = _Server(("127.0.0.1", 0), _Handler)
