@@ -175,3 +175,46 @@ def test_the_core_never_imports_flask() -> None:
                         todo.append(candidate)
     assert len(seen) > 15  # the walk did reach the core's modules
     assert PACKAGE / "core" / "engine.py" in seen
+
+
+def test_a_shared_session_carries_each_apps_own_token(any_token_graph: Any) -> None:
+    """A user's requests.Session serves every app; the token goes per request, not on it."""
+    import requests
+
+    session = requests.Session()
+    connector = WhatsappConnector(dispatch="inline", read_receipts=False, session=session)
+    apps = {}
+    for name in ("a", "b"):
+        values = SETTINGS[name]
+        app = Flask(f"shared_{name}")
+        app.config.update(
+            WHATSAPP_TOKEN=values["token"],
+            WHATSAPP_PHONE_NUMBER_ID=values["number"],
+            WHATSAPP_VERIFY_TOKEN=values["verify"],
+            WHATSAPP_BASE_URL=any_token_graph.base_url,
+        )
+        connector.init_app(app)
+        apps[name] = app
+    for name in ("a", "b", "a", "b"):
+        with apps[name].app_context():
+            connector.send("16505551234", f"from {name}")
+    tokens = [r.headers.get("authorization") for r in any_token_graph.sent()]
+    assert tokens == [f"Bearer token-of-{n}" for n in ("a", "b", "a", "b")]
+    assert "Authorization" not in session.headers  # the user's session is left as it was
+
+
+def test_a_blueprint_registered_under_another_name_is_found(any_token_graph: Any) -> None:
+    connector = WhatsappConnector("t", "1110001", "verify-me", dispatch="inline")
+    app = Flask("renamed")
+    app.register_blueprint(connector.blueprint, name="support", url_prefix="/support")
+    query = {"hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "5"}
+    response = app.test_client().get("/support/whatsapp", query_string=query)
+    assert (response.status_code, response.get_data(as_text=True)) == (200, "5")
+
+
+@pytest.mark.parametrize("argument", ["token", "verify_token", "app_secret"])
+def test_a_secret_that_is_not_a_string_is_refused(argument: str) -> None:
+    from cel_whatsapp import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="must be a string"):
+        WhatsappConnector(**{argument: b"bytes-are-not-a-secret"})  # type: ignore[arg-type]

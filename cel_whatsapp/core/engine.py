@@ -95,7 +95,8 @@ class WhatsappCore:
         self.behaviour = behaviour
         #: What built this core (the Flask connector), so it can find it again.
         self.owner = owner
-        self._lock = threading.Lock()
+        # Re-entrant: building the responder builds the Graph client too.
+        self._lock = threading.RLock()
         self._graph: GraphClient | None = None
         self._responder: Responder | None = None
         self._webhook: WebhookHandler | None = None
@@ -127,44 +128,39 @@ class WhatsappCore:
     @property
     def responder(self) -> Responder:
         """Answers one message: the assistant, its stream, the sends (built once)."""
-        if self._responder is None:
-            behaviour = self.behaviour
-            number = self.settings.value(config.PHONE_NUMBER_ID_KEY)
-            responder = Responder(
-                graph=self.graph,
-                phone_number_id=number,
-                assistant=behaviour.assistant,
-                stream_mode=behaviour.stream_mode,
-                read_receipts=behaviour.read_receipts,
-                limits=behaviour.limits,
-                fallback_text=behaviour.fallback_text,
-                on_send_error=behaviour.send_error_handler,
-                max_messages_per_answer=behaviour.max_messages_per_answer,
-            )
-            with self._lock:
-                if self._responder is None:
-                    self._responder = responder
-        return self._responder
+        with self._lock:
+            if self._responder is None:
+                behaviour = self.behaviour
+                self._responder = Responder(
+                    graph=self.graph,
+                    phone_number_id=self.settings.value(config.PHONE_NUMBER_ID_KEY),
+                    assistant=behaviour.assistant,
+                    stream_mode=behaviour.stream_mode,
+                    read_receipts=behaviour.read_receipts,
+                    limits=behaviour.limits,
+                    fallback_text=behaviour.fallback_text,
+                    on_send_error=behaviour.send_error_handler,
+                    max_messages_per_answer=behaviour.max_messages_per_answer,
+                )
+            return self._responder
 
     @property
     def webhook(self) -> WebhookHandler:
         """The webhook protocol (GET verification, POST delivery) for this configuration."""
-        if self._webhook is None:
-            settings = self.settings.require(config.TOKEN_KEY)
-            behaviour = self.behaviour
-            handler = WebhookHandler(
-                verify_token=settings.value(config.VERIFY_TOKEN_KEY),
-                phone_number_id=settings.value(config.PHONE_NUMBER_ID_KEY),
-                app_secret=settings.app_secret or None,
-                on_updates=lambda parsed: behaviour.router.route(parsed, self.dispatch),
-                verification_handler=behaviour.verification_handler,
-                store=behaviour.store,
-                max_items=behaviour.max_items,
-            )
-            with self._lock:
-                if self._webhook is None:
-                    self._webhook = handler
-        return self._webhook
+        with self._lock:
+            if self._webhook is None:
+                settings = self.settings.require(config.TOKEN_KEY)
+                behaviour = self.behaviour
+                self._webhook = WebhookHandler(
+                    verify_token=settings.value(config.VERIFY_TOKEN_KEY),
+                    phone_number_id=settings.value(config.PHONE_NUMBER_ID_KEY),
+                    app_secret=settings.app_secret or None,
+                    on_updates=lambda parsed: behaviour.router.route(parsed, self.dispatch),
+                    verification_handler=behaviour.verification_handler,
+                    store=behaviour.store,
+                    max_items=behaviour.max_items,
+                )
+            return self._webhook
 
     # -- the webhook -------------------------------------------------------------------
 

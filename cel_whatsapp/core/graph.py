@@ -237,8 +237,17 @@ class GraphClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retrier = retry if isinstance(retry, Retrier) or retry is None else Retrier(retry)
-        self.session = session if session is not None else self._new_session(self.base_url)
-        self.session.headers["Authorization"] = f"Bearer {token}"
+        #: The bearer token header, sent with every request of this client.
+        self.auth_headers = {"Authorization": f"Bearer {token}"}
+        if session is None:
+            self.session = self._new_session(self.base_url)
+            # Our own session: the header rides on it (nothing else uses it).
+            self.session.headers.update(self.auth_headers)
+        else:
+            # A user's session may serve several clients (one connector on
+            # several apps, each with its token): the header goes with each
+            # request, never onto the shared session.
+            self.session = session
         # Performance (bench/, scenario 1): sends through a session built here
         # skip Session.request's per-call merging; see quick_send.py.
         self._quick = QuickSender(self.session) if session is None else None
@@ -311,6 +320,7 @@ class GraphClient:
             if answer is None:
                 # Never follow a redirect (see redirect_error).
                 kwargs["allow_redirects"] = False
+                kwargs["headers"] = {**kwargs.get("headers", {}), **self.auth_headers}
                 response = self.session.request(method, url, json=json, **kwargs)
                 answer = Answer(response.status_code, response.headers, response.content)
         except REQUEST_ERRORS as exc:

@@ -227,7 +227,11 @@ def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple
     for _ in range(_MAX_REDIRECTS + 1):
         try:
             response = graph.session.get(
-                url, stream=True, timeout=graph.timeout, allow_redirects=False
+                url,
+                headers=graph.auth_headers,
+                stream=True,
+                timeout=graph.timeout,
+                allow_redirects=False,
             )
         except REQUEST_ERRORS as exc:
             raise request_error(exc, f"the host of media {media_id}") from chainable(exc)

@@ -87,8 +87,8 @@ class Settings:
         return self
 
 
-def clean(key: str, value: str | None) -> str | None:
-    """A setting as kept: secrets checked and stripped, blank meaning missing."""
+def clean(key: str, value: object) -> str | None:
+    """A setting as kept: secrets checked (strings only) and stripped, blank meaning missing."""
     if value is None:
         return None
     if key in _SECRETS:
@@ -124,7 +124,7 @@ def resolve_settings(
                 continue
             value = source.get(key)
             if value not in (None, ""):
-                return clean(key, str(value))
+                return clean(key, value)
         return None
 
     secret = "" if app_secret == "" else layered(config.APP_SECRET_KEY, app_secret)

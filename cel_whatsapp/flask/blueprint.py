@@ -8,10 +8,14 @@ own configuration.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
 
-from ..core.webhook import HttpResult, WebhookHandler
+from ..core.webhook import HttpResult
+
+if TYPE_CHECKING:
+    from ..core.engine import WhatsappCore
 
 EXTENSION_KEY = "cel_whatsapp"
 
@@ -43,9 +47,11 @@ def build_blueprint(
     """A blueprint with GET and POST at ``prefix`` and ``prefix + "/"``, neither redirecting."""
     blueprint = Blueprint(name, import_name)
 
-    def handler() -> WebhookHandler:
-        handlers: dict[str, WebhookHandler] = current_app.extensions[EXTENSION_KEY]
-        return handlers[blueprint.name]
+    def handler() -> WhatsappCore:
+        # Keyed by the name the blueprint was registered under (``name=`` and
+        # nesting change it), which is what request.blueprint says.
+        cores: dict[str, WhatsappCore] = current_app.extensions[EXTENSION_KEY]
+        return cores[str(request.blueprint)]
 
     def verify() -> Response:
         return _respond(handler().verify(request.args))

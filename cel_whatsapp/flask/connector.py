@@ -162,10 +162,12 @@ class WhatsappConnector:
         elif argument == "base_url" and value:
             kept = str(value).strip().rstrip("/") or None
         else:
-            kept = clean(key, None if value is None else str(value))
+            kept = clean(key, value)
         self._explicit[argument] = kept
         with self._standalone_lock:
-            self._standalone = None
+            old, self._standalone = self._standalone, None
+        if old is not None:
+            old.close()
 
     @property
     def settings(self) -> Settings:
@@ -333,7 +335,9 @@ class WhatsappConnector:
 
     def _on_register(self, state: BlueprintSetupState) -> None:
         settings = resolve_settings(**self._explicit, app_config=state.app.config)
-        self._install(state.app, state.name, settings)
+        # The name the views find it under: request.blueprint (name= and nesting count).
+        name = f"{state.name_prefix}.{state.name}".lstrip(".")
+        self._install(state.app, name, settings)
 
     def configure_app(self, app: Flask, **overrides: str | None) -> WhatsappCore:
         """Replace ``app``'s settings: ``overrides`` (``token=``, ``phone_number_id=``,
@@ -350,10 +354,9 @@ class WhatsappConnector:
         explicit = {**self._explicit}
         explicit.update({key: value for key, value in overrides.items() if value is not None})
         settings = resolve_settings(**explicit, app_config=app.config)
-        old = app.extensions[EXTENSION_KEY][name]
-        core = self._install(app, name, settings)
-        old.close()
-        return core
+        # The old core is not closed: messages it accepted are still answered
+        # with the settings they arrived under.
+        return self._install(app, name, settings)
 
     def _registered_name(self, app: Flask) -> str:
         for name, connector in app.extensions.get(CONNECTORS_KEY, {}).items():
