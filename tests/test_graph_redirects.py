@@ -2,7 +2,7 @@
 
 The fake Graph API here answers with a redirect to a local listener that
 records every request reaching it and its ``Authorization`` header. The
-connector talks to ``graph.facebook.com`` (resolved to the fake on
+connector talks to ``graph.example.invalid`` (resolved to the fake on
 127.0.0.1), so that a Location naming that host after a backslash reads as
 the same host to ``urllib.parse``, which requests consults before it keeps
 the token for the next hop. Both ways a call can go are tried: the lean path
@@ -27,13 +27,13 @@ from cel_whatsapp.testing.fake_graph import RecordedRequest
 from .conftest import TOKEN, MakeConnector
 from .listeners import Listener, listening
 
-GRAPH_HOST = "graph.facebook.com"
+GRAPH_HOST = "graph.example.invalid"
 
 # {port}: the listener's, {graph_port}: the fake Graph API's.
 LOCATIONS = {
-    "backslash before @": "http://127.0.0.1:{port}\\@graph.facebook.com:{graph_port}/x",
+    "backslash before @": "http://127.0.0.1:{port}\\@graph.example.invalid:{graph_port}/x",
     "another host": "http://127.0.0.1:{port}/x",
-    "the Graph host on another port": "http://graph.facebook.com:{port}/x",
+    "the Graph host on another port": "http://graph.example.invalid:{port}/x",
 }
 
 
@@ -45,7 +45,7 @@ def listener() -> Iterator[Listener]:
 
 @pytest.fixture
 def graph_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``graph.facebook.com`` resolves to 127.0.0.1 (the port stays the URL's)."""
+    """``graph.example.invalid`` resolves to 127.0.0.1 (the port stays the URL's)."""
     original = socket.getaddrinfo
 
     def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
@@ -64,7 +64,7 @@ def connector(
     graph_host: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[WhatsappConnector]:
-    """A connector calling the fake as ``graph.facebook.com``, through one path or the other."""
+    """A connector calling the fake as ``graph.example.invalid``, through one path or the other."""
     full_requests: list[str] = []
     original: Callable[..., Any] = requests.Session.request
 

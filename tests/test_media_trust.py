@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cel_whatsapp import GraphAPIError, MediaAttachment, WhatsappConnector
+from cel_whatsapp import GraphAPIError, MediaAttachment, WhatsappConnector, config
 from cel_whatsapp.core._trust import token_url
 from cel_whatsapp.testing import FakeGraphAPI
 
@@ -284,9 +284,8 @@ def test_token_url(url: str, expected: str | None) -> None:
 
 
 def test_token_url_on_the_real_graph_host() -> None:
-    base = "https://graph.facebook.com/v25.0"
-    assert token_url("https://graph.facebook.com/v25.0/123", base) == (
-        "https://graph.facebook.com/v25.0/123"
-    )
-    assert token_url("https://graph.facebook.com:443/x", base) == "https://graph.facebook.com/x"
-    assert token_url("http://graph.facebook.com/x", base) is None
+    host = config.GRAPH_HOST  # Meta's real host: a pure function, nothing is contacted
+    base = f"{host}/v25.0"
+    assert token_url(f"{base}/123", base) == f"{base}/123"
+    assert token_url(f"{host}:443/x", base) == f"{host}/x"
+    assert token_url(host.replace("https://", "http://") + "/x", base) is None
