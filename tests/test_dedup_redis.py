@@ -13,6 +13,8 @@ from cel_whatsapp.testing import FakeGraphAPI, text_webhook
 
 from .conftest import MakeConnector, make_app, post_webhook
 
+pytestmark = pytest.mark.integration
+
 
 def test_claim_is_set_nx_with_ttl(redis_url: str, redis_client: Any) -> None:
     store = RedisStore.from_url(redis_url, ttl=3600, prefix="t:")

@@ -25,6 +25,8 @@ from cel_whatsapp.testing.webhooks import DEFAULT_PHONE_NUMBER_ID
 
 from .conftest import MakeConnector, make_app, post_webhook
 
+pytestmark = pytest.mark.integration
+
 SENDER = "16315550000"
 #: The lead's key in Redis, as the dispatcher computes it.
 LEAD = lead_key(

@@ -15,6 +15,8 @@ from .components import gunicorn
 from .conftest import TOKEN
 from .test_load import APP, post
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def fake_graph() -> Iterator[FakeGraphAPI]:

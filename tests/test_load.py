@@ -28,6 +28,8 @@ from .components import gunicorn
 from .conftest import APP_SECRET, TOKEN
 from .gunicorn_app import CALLS_KEY
 
+pytestmark = pytest.mark.integration
+
 APP = "tests.gunicorn_app:create_app()"
 WORKERS = 4
 MESSAGES = 2000

@@ -24,6 +24,8 @@ from cel_whatsapp.testing.webhooks import change_value
 from .components import free_port, gunicorn
 from .test_load import post
 
+pytestmark = pytest.mark.integration
+
 APP = "tests.shutdown_app:create_app()"
 ENDED = "worker process ended on its own"  # printed by tests/shutdown_app.py (not imported here)
 MESSAGES = 300

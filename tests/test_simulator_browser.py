@@ -23,6 +23,8 @@ import requests
 
 from .components import ROOT, free_port, skip_or_fail
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--headless",

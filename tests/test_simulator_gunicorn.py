@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import requests
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
