@@ -65,30 +65,6 @@ def test_webhooks_build_no_schema_and_no_session(
     assert sessions_built.calls == 0
 
 
-def test_well_formed_webhooks_skip_marshmallows_slow_load(
-    make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = make_app(make_connector(lambda message: None)).test_client()
-    _post_several(client, 1)
-    slow_loads = CallCounter(monkeypatch, Schema, "_do_load")
-    _post_several(client, 3)
-    assert slow_loads.calls == 0
-
-
-def test_malformed_message_still_goes_through_marshmallow(
-    make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The fast loader is unsure of a message without an id: marshmallow decides
-    # (and refuses it), as before the fast path existed.
-    client = make_app(make_connector(lambda message: "answer")).test_client()
-    body = text_webhook("no id")
-    del body["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
-    slow_loads = CallCounter(monkeypatch, Schema, "_do_load")
-    assert post_webhook(client, body).status_code == 200
-    assert slow_loads.calls >= 1
-    assert graph.sent_texts() == []
-
-
 def test_replies_reuse_one_pooled_connection(
     make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:

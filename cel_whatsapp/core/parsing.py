@@ -18,9 +18,8 @@ object is present but not shaped as Meta documents it is skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from marshmallow import Schema
@@ -29,7 +28,6 @@ from ..config import DEFAULT_MAX_ITEMS_PER_POST
 from ..errors import PayloadError
 from ..model import Lead, Message, StatusEvent, WebhookError
 from . import schemas
-from ._content import Content, parse_content, webhook_error
 from ._skips import SkipLog, field_names
 from .budget import VALUE_ARRAYS, ItemBudget
 
@@ -82,16 +80,13 @@ class _Batch:
             self.log = SkipLog()
         self.log.leave_out(kind, where, names)
 
-    def load_or_skip(
-        self, schema: Schema, raw: Any, kind: str, where: str
-    ) -> dict[str, Any] | None:
-        """``schema.load(raw)``, or ``None`` after recording a malformed item."""
+    def load_or_skip(self, schema: Schema, raw: Any, kind: str, where: str) -> Any:
+        """``schema.load(raw)`` (a dict or a model object), or ``None`` after a skip."""
         try:
-            loaded: dict[str, Any] = schema.load(raw)
+            return schema.load(raw)
         except schemas.ValidationError as err:
             self.skip(kind, where, field_names(err.messages))
             return None
-        return loaded
 
 
 def parse_webhook(
@@ -143,48 +138,84 @@ def _parse_change(
     raw_change: Mapping[str, Any], waba_id: str | None, where: str, batch: _Batch
 ) -> None:
     result = batch.result
-    try:
-        change = schemas.CHANGE.load(raw_change)
-        if change["field"] not in _FIELDS:
-            result.ignored += 1
-            return
-        value = schemas.VALUE.load(change["value"])
-    except schemas.ValidationError as err:
-        batch.skip("change", where, field_names(err.messages))
+    change = batch.load_or_skip(schemas.CHANGE, raw_change, "change", where)
+    if change is None:
         return
-
-    metadata = value["metadata"]
-    if metadata is None:
+    if change["field"] not in _FIELDS:
+        result.ignored += 1
+        return
+    raw_metadata = change["value"].get("metadata")
+    if not isinstance(raw_metadata, Mapping):
         batch.skip("change", where, ("value.metadata",))
+        return
+    try:
+        metadata = schemas.METADATA.load(raw_metadata)
+    except schemas.ValidationError as err:
+        names = field_names(err.messages)
+        batch.skip("change", where, [f"value.metadata.{name}" for name in names])
         return
     phone_number_id = batch.phone_number_id
     if phone_number_id is not None and metadata["phone_number_id"] != phone_number_id:
         result.ignored += 1
         return
 
-    base = {
-        "phone_number_id": metadata["phone_number_id"],
-        "display_phone_number": metadata["display_phone_number"],
-        "waba_id": waba_id,
-    }
     where = f"{where}.value"
-    arrays = {key: _array(value, key, where, batch) for key in VALUE_ARRAYS}
+    arrays = {key: _array(change["value"], key, where, batch) for key in VALUE_ARRAYS}
     for index, raw_error in enumerate(arrays["errors"]):
-        loaded = batch.load_or_skip(schemas.ERROR, raw_error, "error", f"{where}.errors[{index}]")
-        if loaded is not None:
-            result.errors.append(webhook_error(loaded))
-    contacts = _Contacts(_load_contacts(arrays["contacts"], where, batch))
-    for index, raw_message in enumerate(arrays["messages"]):
-        _parse_message(raw_message, contacts, base, f"{where}.messages[{index}]", batch)
-    for index, raw_echo in enumerate(arrays["message_echoes"]):
-        _parse_echo(raw_echo, base, f"{where}.message_echoes[{index}]", batch)
+        error = batch.load_or_skip(schemas.ERROR, raw_error, "error", f"{where}.errors[{index}]")
+        if error is not None:
+            result.errors.append(error)
+    scope = _ChangeScope(
+        {
+            "phone_number_id": metadata["phone_number_id"],
+            "display_phone_number": metadata["display_phone_number"],
+            "waba_id": waba_id,
+        },
+        _load_contacts(arrays["contacts"], where, batch),
+        batch,
+    )
+    token = schemas.SCOPE.set(scope)
+    try:
+        for index, raw_message in enumerate(arrays["messages"]):
+            scope.where = f"{where}.messages[{index}]"
+            _load_message(schemas.MESSAGE, raw_message, "message", scope.where, batch)
+        for index, raw_echo in enumerate(arrays["message_echoes"]):
+            scope.where = f"{where}.message_echoes[{index}]"
+            _load_message(schemas.ECHO, raw_echo, "echo", scope.where, batch)
+    finally:
+        schemas.SCOPE.reset(token)
     for index, raw_status in enumerate(arrays["statuses"]):
-        _parse_status(raw_status, f"{where}.statuses[{index}]", batch)
+        if batch.budget is not None:
+            batch.budget.spend_status(raw_status)  # its errors are loaded with it
+        status = batch.load_or_skip(
+            schemas.STATUS, raw_status, "status", f"{where}.statuses[{index}]"
+        )
+        if status is not None:
+            result.statuses.append(status)
+
+
+def _load_message(schema: Schema, raw: Any, kind: str, where: str, batch: _Batch) -> None:
+    """Load one message or echo into the result, or record why it was skipped."""
+    try:
+        message: Message = schema.load(raw)
+    except schemas.ValidationError as err:
+        errors = err.messages
+        message_type = raw.get("type") if isinstance(raw, Mapping) else None
+        inner = None
+        if isinstance(message_type, str) and isinstance(errors, Mapping) and len(errors) == 1:
+            inner = errors.get(message_type)
+        if isinstance(inner, Mapping):
+            # Only the type's own object was malformed: "'image' content (id)".
+            batch.skip(f"{message_type!r} content", where, field_names(inner))
+        else:
+            batch.skip(kind, where, field_names(errors))
+        return
+    batch.result.messages.append(message)
 
 
 def _array(value: Mapping[str, Any], key: str, where: str, batch: _Batch) -> list[Any]:
     """``value[key]`` as a list: absent or ``null`` is empty; anything else is skipped."""
-    items = value[key]
+    items = value.get(key)
     if items is None:
         return []
     if isinstance(items, list):
@@ -212,22 +243,57 @@ def _load_contacts(raw_contacts: list[Any], where: str, batch: _Batch) -> list[d
     return loaded
 
 
-class _Contacts:
-    """A change's ``value.contacts``, found by phone number or user id in one look-up.
+class _ChangeScope:
+    """One change, as its messages see it while they load (a :class:`schemas.MessageScope`).
 
-    A linear search per message made a body of thousands of contacts and
-    messages cost seconds of CPU. The index is built on the first look-up
-    among several contacts; the common single contact needs none.
+    Holds the business number, the sender contacts and, for the summary log
+    line, where the message being loaded is.
     """
 
-    __slots__ = ("_by_user_id", "_by_wa_id", "items")
+    __slots__ = ("_batch", "_by_user_id", "_by_wa_id", "base", "contacts", "where")
 
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
+    def __init__(
+        self, base: Mapping[str, Any], contacts: list[dict[str, Any]], batch: _Batch
+    ) -> None:
+        self.base = base
+        self.contacts = contacts
+        self._batch = batch
+        self.where = ""
 
-    def find(self, phone: str | None, user_id: str | None) -> Mapping[str, Any] | None:
-        """The first contact with this phone (``wa_id``) or user id; the only one if just one."""
-        items = self.items
+    def lead(self, phone: str | None, user_id: str | None) -> Lead | None:
+        contact = self._find(phone, user_id)
+        name = None
+        if contact is not None:
+            phone = phone or contact["wa_id"] or None
+            user_id = user_id or contact["user_id"] or None
+            profile = contact["profile"]
+            name = profile["name"] if profile else None
+        lead_id = phone or user_id
+        if not lead_id:
+            return None
+        return Lead(
+            id=lead_id,
+            phone=phone,
+            user_id=user_id,
+            name=name,
+            phone_number_id=self.base["phone_number_id"],
+        )
+
+    def spend(self, message: Mapping[str, Any], message_type: str) -> None:
+        if self._batch.budget is not None:
+            self._batch.budget.spend_message(message, message_type)
+
+    def leave_out(self, kind: str, names: Sequence[str] = ()) -> None:
+        self._batch.leave_out(kind, self.where, tuple(names))
+
+    def _find(self, phone: str | None, user_id: str | None) -> Mapping[str, Any] | None:
+        """The first contact with this phone (``wa_id``) or user id; the only one if just one.
+
+        A linear search per message made a body of thousands of contacts and
+        messages cost seconds of CPU. The index is built on the first look-up
+        among several contacts; the common single contact needs none.
+        """
+        items = self.contacts
         if len(items) < 2:
             return items[0] if items else None
         try:
@@ -243,7 +309,7 @@ class _Contacts:
     def _index(self) -> tuple[dict[str, int], dict[str, int]]:
         by_wa_id: dict[str, int] = {}
         by_user_id: dict[str, int] = {}
-        for index, contact in enumerate(self.items):
+        for index, contact in enumerate(self.contacts):
             # setdefault: the first contact listed wins, as a linear search found it.
             if contact["wa_id"]:
                 by_wa_id.setdefault(contact["wa_id"], index)
@@ -251,158 +317,3 @@ class _Contacts:
                 by_user_id.setdefault(contact["user_id"], index)
         self._by_wa_id, self._by_user_id = by_wa_id, by_user_id
         return by_wa_id, by_user_id
-
-
-def _parse_message(
-    raw: Any,
-    contacts: _Contacts,
-    base: Mapping[str, Any],
-    where: str,
-    batch: _Batch,
-) -> None:
-    loaded = batch.load_or_skip(schemas.MESSAGE, raw, "message", where)
-    if loaded is None:
-        return
-    lead = _lead_for(loaded, contacts, base["phone_number_id"])
-    if lead is None:
-        batch.skip("message", where, ("from", "from_user_id"))
-        return
-    if batch.budget is not None:
-        batch.budget.spend_message(raw, loaded["type"])
-    message = _message(loaded, raw, lead, base, where, batch)
-    if message is not None:
-        batch.result.messages.append(message)
-
-
-def _parse_echo(raw: Any, base: Mapping[str, Any], where: str, batch: _Batch) -> None:
-    loaded = batch.load_or_skip(schemas.ECHO, raw, "echo", where)
-    if loaded is None:
-        return
-    phone, user_id = loaded["to"] or None, loaded["to_user_id"] or None
-    lead_id = phone or user_id
-    if not lead_id:
-        batch.skip("echo", where, ("to", "to_user_id"))
-        return
-    lead = Lead(id=lead_id, phone=phone, user_id=user_id, phone_number_id=base["phone_number_id"])
-    if batch.budget is not None:
-        batch.budget.spend_message(raw, loaded["type"])
-    message = _message(loaded, raw, lead, {**base, "echo": True}, where, batch)
-    if message is not None:
-        batch.result.messages.append(message)
-
-
-def _lead_for(loaded: Mapping[str, Any], contacts: _Contacts, phone_number_id: str) -> Lead | None:
-    # Meta sends "" for a phone number it may not share (BSUID-only users).
-    phone = loaded["from_"] or None
-    user_id = loaded["from_user_id"] or None
-    contact = contacts.find(phone, user_id)
-    name = None
-    if contact is not None:
-        phone = phone or contact["wa_id"] or None
-        user_id = user_id or contact["user_id"] or None
-        profile = contact["profile"]
-        name = profile["name"] if profile else None
-    lead_id = phone or user_id
-    if not lead_id:
-        return None
-    return Lead(
-        id=lead_id,
-        phone=phone,
-        user_id=user_id,
-        name=name,
-        phone_number_id=phone_number_id,
-    )
-
-
-def _message(
-    loaded: Mapping[str, Any],
-    raw: Mapping[str, Any],
-    lead: Lead,
-    base: Mapping[str, Any],
-    where: str,
-    batch: _Batch,
-) -> Message | None:
-    """Build the :class:`Message`; ``None`` (recorded as skipped) when its content is malformed."""
-    message_type = loaded["type"]
-    extra: dict[str, Any] = {"raw": raw, **base}
-    content: Content | None = None
-    if message_type == "text":
-        # The hot path: the body was loaded with the message.
-        text_obj = loaded["text"]
-        text = text_obj["body"] if text_obj else None
-        if text_obj is None:
-            batch.leave_out("'text' message without its 'text' object", where)
-    else:
-        try:
-            content = parse_content(message_type, raw)
-        except schemas.ValidationError as err:
-            # Only known types raise: message_type is one of a fixed few names.
-            batch.skip(f"{message_type!r} content", where, field_names(err.messages))
-            return None
-        if content.missing:
-            batch.leave_out(
-                f"{message_type!r} message without its {content.missing!r} object", where
-            )
-        if content.left_out:
-            batch.leave_out(f"{message_type!r} message's {content.left_out}", where)
-        text = content.text
-        extra.update(content.metadata)
-
-    context = loaded["context"]
-    if context is not None and context["referred_product"] is not None:
-        extra["referred_product"] = MappingProxyType(context["referred_product"])
-    referral = raw.get("referral")
-    if isinstance(referral, Mapping):
-        extra["referral"] = MappingProxyType(dict(referral))
-    raw_errors = raw.get("errors")
-    if raw_errors:
-        errors = _message_errors(raw_errors, where, batch)
-        if errors:
-            extra["errors"] = errors
-            extra["error_code"] = errors[0].code
-
-    return Message(
-        id=loaded["id"],
-        lead=lead,
-        text=text,
-        date=loaded["timestamp"],
-        type=message_type,
-        attachments=content.attachments if content else (),
-        reply_to=context["id"] if context else None,
-        choice=content.choice if content else None,
-        reaction=content.reaction if content else None,
-        forwarded=bool(context and context["forwarded"]),
-        frequently_forwarded=bool(context and context["frequently_forwarded"]),
-        metadata=MappingProxyType(extra),
-    )
-
-
-def _message_errors(raw_errors: Any, where: str, batch: _Batch) -> tuple[WebhookError, ...]:
-    try:
-        loaded = schemas.ERROR.load(raw_errors, many=True)
-    except schemas.ValidationError as err:
-        batch.leave_out("message's errors", where, field_names(err.messages))
-        return ()
-    return tuple(webhook_error(e) for e in loaded)
-
-
-def _parse_status(raw: Any, where: str, batch: _Batch) -> None:
-    if batch.budget is not None:
-        batch.budget.spend_status(raw)  # its errors are loaded with it
-    loaded = batch.load_or_skip(schemas.STATUS, raw, "status", where)
-    if loaded is None:
-        return
-    pricing, conversation = loaded["pricing"], loaded["conversation"]
-    batch.result.statuses.append(
-        StatusEvent(
-            message_id=loaded["id"],
-            status=loaded["status"],
-            recipient=loaded["recipient_id"] or None,
-            recipient_user_id=loaded["recipient_user_id"] or None,
-            timestamp=loaded["timestamp"],
-            errors=tuple(webhook_error(e) for e in loaded["errors"]),
-            pricing=MappingProxyType(pricing) if pricing is not None else None,
-            conversation=MappingProxyType(conversation) if conversation is not None else None,
-            raw=MappingProxyType(raw),
-        )
-    )
