@@ -192,6 +192,8 @@ class StatusEvent:
     conversation: Mapping[str, Any] | None = None
     #: The status object exactly as received (not compared, not shown in repr).
     raw: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, compare=False, repr=False)
+    #: The ID of *our* business number that sent the message (``value.metadata``).
+    phone_number_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

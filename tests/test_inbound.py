@@ -652,6 +652,7 @@ def only_status(name: str) -> tuple[StatusEvent, dict[str, Any]]:
 def test_status_sent_with_conversation_and_pricing() -> None:
     status, _ = only_status("status_sent")
     assert status == StatusEvent(
+        phone_number_id=PNID,
         message_id="wamid.OUT01",
         status="sent",
         recipient="5511987654321",
@@ -689,6 +690,7 @@ def test_status_delivered() -> None:
             "category": "service",
         },
         None,
+        phone_number_id=PNID,
     )
 
 
@@ -702,7 +704,11 @@ def test_status_delivered() -> None:
 def test_status_without_pricing(name: str, wamid: str, state: str, seconds: int) -> None:
     status, _ = only_status(name)
     assert status == StatusEvent(
-        message_id=wamid, status=state, recipient="5511987654321", timestamp=at(seconds)
+        phone_number_id=PNID,
+        message_id=wamid,
+        status=state,
+        recipient="5511987654321",
+        timestamp=at(seconds),
     )
     assert (status.pricing, status.conversation, status.errors) == (None, None, ())
 
@@ -710,6 +716,7 @@ def test_status_without_pricing(name: str, wamid: str, state: str, seconds: int)
 def test_status_failed_carries_the_errors() -> None:
     status, _ = only_status("status_failed")
     assert status == StatusEvent(
+        phone_number_id=PNID,
         message_id="wamid.OUT03",
         status="failed",
         recipient="5511987654321",
@@ -732,6 +739,7 @@ def test_status_failed_carries_the_errors() -> None:
 def test_status_for_a_message_sent_to_a_user_id() -> None:
     status, _ = only_status("status_bsuid")
     assert status == StatusEvent(
+        phone_number_id=PNID,
         message_id="wamid.OUT04",
         status="delivered",
         recipient=None,

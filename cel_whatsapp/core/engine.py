@@ -44,6 +44,10 @@ def _none() -> None:
 
 #: The core answering a message in this thread or task, while it does.
 _answering: ContextVar[WhatsappCore | None] = ContextVar("cel_whatsapp_answering", default=None)
+#: The business number that received the message being answered, meanwhile.
+_answering_number: ContextVar[str | None] = ContextVar(
+    "cel_whatsapp_answering_number", default=None
+)
 
 
 def answering_core() -> WhatsappCore | None:
@@ -98,6 +102,9 @@ class WhatsappCore:
         # Re-entrant: building the responder builds the Graph client too.
         self._lock = threading.RLock()
         self._graph: GraphClient | None = None
+        #: Clients of numbers with their own token (``Settings.tokens``), by token.
+        self._graphs: dict[str, GraphClient] = {}
+        self._outboxes: dict[str, Outbox] = {}
         self._responder: Responder | None = None
         self._webhook: WebhookHandler | None = None
 
@@ -111,19 +118,41 @@ class WhatsappCore:
         """The Graph API client, with this configuration's token (built once)."""
         with self._lock:
             if self._graph is None:
-                self._graph = GraphClient(
-                    self.settings.value(config.TOKEN_KEY),
-                    self.settings.base_url,
-                    timeout=self.behaviour.timeout,
-                    session=self.behaviour.session,
-                    retry=self.behaviour.retry,
-                )
+                self._graph = self._new_graph(self.settings.value(config.TOKEN_KEY))
             return self._graph
 
-    def outbox(self) -> Outbox:
-        """Sending from this configuration's business number."""
-        number = self.settings.value(config.PHONE_NUMBER_ID_KEY)
-        return Outbox(self.graph, number, limits=self.behaviour.limits)
+    def graph_for(self, phone_number_id: str) -> GraphClient:
+        """The Graph API client with the token of ``phone_number_id`` (built once per token)."""
+        token = self.settings.tokens.get(phone_number_id)
+        if token is None:
+            return self.graph
+        with self._lock:
+            client = self._graphs.get(token)
+            if client is None:
+                client = self._graphs[token] = self._new_graph(token)
+            return client
+
+    def _new_graph(self, token: str) -> GraphClient:
+        return GraphClient(
+            token,
+            self.settings.base_url,
+            timeout=self.behaviour.timeout,
+            session=self.behaviour.session,
+            retry=self.behaviour.retry,
+        )
+
+    def outbox(self, phone_number_id: str | None = None) -> Outbox:
+        """Sending from ``phone_number_id`` (one of the settings' numbers), else the default.
+
+        Raises :class:`ValueError` for a number this configuration does not have.
+        """
+        number = self.settings.sender(phone_number_id)
+        with self._lock:
+            outbox = self._outboxes.get(number)
+            if outbox is None:
+                outbox = Outbox(self.graph_for(number), number, limits=self.behaviour.limits)
+                self._outboxes[number] = outbox
+            return outbox
 
     @property
     def responder(self) -> Responder:
@@ -134,6 +163,7 @@ class WhatsappCore:
                 self._responder = Responder(
                     graph=self.graph,
                     phone_number_id=self.settings.value(config.PHONE_NUMBER_ID_KEY),
+                    outbox_for=self.outbox,
                     assistant=behaviour.assistant,
                     stream_mode=behaviour.stream_mode,
                     read_receipts=behaviour.read_receipts,
@@ -153,7 +183,7 @@ class WhatsappCore:
                 behaviour = self.behaviour
                 self._webhook = WebhookHandler(
                     verify_token=settings.value(config.VERIFY_TOKEN_KEY),
-                    phone_number_id=settings.value(config.PHONE_NUMBER_ID_KEY),
+                    phone_number_id=settings.require(config.PHONE_NUMBER_ID_KEY).phone_number_ids,
                     app_secret=settings.app_secret or None,
                     on_updates=lambda parsed: behaviour.router.route(parsed, self.dispatch),
                     verification_handler=behaviour.verification_handler,
@@ -179,26 +209,43 @@ class WhatsappCore:
     def handle(self, message: Message) -> list[str]:
         """Answer ``message`` now; return the wamids sent."""
         token = _answering.set(self)
+        number = _answering_number.set(message.lead.phone_number_id or None)
         try:
             return self.responder.handle(message)
         finally:
+            _answering_number.reset(number)
             _answering.reset(token)
 
     # -- sending outside a webhook ---------------------------------------------------------
 
-    def send(self, to: str | Lead, reply_or_text: Reply | str) -> list[str]:
-        """Send a message; return the wamids sent, in order."""
-        return self.outbox().send(to, reply_or_text)
+    def send(
+        self, to: str | Lead, reply_or_text: Reply | str, *, phone_number_id: str | None = None
+    ) -> list[str]:
+        """Send a message from ``phone_number_id`` (default: the first number); return the wamids.
 
-    def mark_read(self, message_id: str, typing: bool = False) -> None:
+        A :class:`Lead` is answered from the number it wrote to, unless
+        ``phone_number_id`` says otherwise.
+        """
+        if phone_number_id is None and isinstance(to, Lead) and to.phone_number_id:
+            phone_number_id = to.phone_number_id
+        return self.outbox(phone_number_id).send(to, reply_or_text)
+
+    def mark_read(
+        self, message_id: str, typing: bool = False, *, phone_number_id: str | None = None
+    ) -> None:
         """Mark a received message read; ``typing=True`` also shows the typing indicator."""
-        self.outbox().mark_read(message_id, typing=typing)
+        self.outbox(phone_number_id).mark_read(message_id, typing=typing)
 
     def upload_media(
-        self, file_or_bytes: MediaSource, mime_type: str, filename: str | None = None
+        self,
+        file_or_bytes: MediaSource,
+        mime_type: str,
+        filename: str | None = None,
+        *,
+        phone_number_id: str | None = None,
     ) -> str:
-        """Upload a file; return its media id."""
-        return self.outbox().upload_media(file_or_bytes, mime_type, filename)
+        """Upload a file for sending from ``phone_number_id``; return its media id."""
+        return self.outbox(phone_number_id).upload_media(file_or_bytes, mime_type, filename)
 
     def download_media(
         self,
@@ -206,16 +253,33 @@ class WhatsappCore:
         *,
         max_bytes: int = config.DEFAULT_MEDIA_MAX_BYTES,
         sha256: str | None = None,
+        phone_number_id: str | None = None,
     ) -> MediaFile:
-        """Download a media file a user sent."""
+        """Download a media file a user sent to ``phone_number_id``.
+
+        The number's token is used (it matters when numbers have tokens of
+        their own); by default, inside an answer, the number that received
+        the message being answered, else the first number.
+        """
         from .media import download_media
 
-        return download_media(self.graph, media_id, max_bytes=max_bytes, sha256=sha256)
+        if phone_number_id is None and _answering.get() is self:
+            phone_number_id = _answering_number.get()
+        # Only a token is needed: without a number, the default token.
+        graph = (
+            self.graph
+            if phone_number_id is None
+            else self.graph_for(self.settings.sender(phone_number_id))
+        )
+        return download_media(graph, media_id, max_bytes=max_bytes, sha256=sha256)
 
     def close(self) -> None:
         """Close the Graph client's connections (a user's own session is left open)."""
         with self._lock:
-            graph, self._graph = self._graph, None
+            graphs = [self._graph, *self._graphs.values()]
+            self._graph, self._graphs, self._outboxes = None, {}, {}
             self._responder = None
-        if graph is not None and self.behaviour.session is None:
-            graph.close()
+        if self.behaviour.session is None:
+            for graph in graphs:
+                if graph is not None:
+                    graph.close()

@@ -18,7 +18,7 @@ object is present but not shaped as Meta documents it is skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,8 @@ MESSAGES_FIELD = "messages"
 #: Messages sent from the WhatsApp Business app on a number shared with the API.
 ECHOES_FIELD = "smb_message_echoes"
 _FIELDS = frozenset({MESSAGES_FIELD, ECHOES_FIELD})
+#: Numbers listed in ``ParsedWebhook.other_numbers`` at most (they are logged).
+_MAX_OTHER_NUMBERS = 20
 
 
 @dataclass(slots=True)
@@ -52,15 +54,17 @@ class ParsedWebhook:
     ignored: int = 0
     #: Entries, changes, messages, statuses or errors skipped because they were malformed.
     skipped: int = 0
+    #: Business numbers not handled here that sent updates in this body (a few at most).
+    other_numbers: set[str] = field(default_factory=set)
 
 
 class _Batch:
     """The state of parsing one body: the result, the item budget, what was skipped."""
 
-    __slots__ = ("budget", "log", "phone_number_id", "result")
+    __slots__ = ("budget", "log", "numbers", "result")
 
-    def __init__(self, phone_number_id: str | None, max_items: int | None) -> None:
-        self.phone_number_id = phone_number_id
+    def __init__(self, numbers: Collection[str] | None, max_items: int | None) -> None:
+        self.numbers = numbers
         self.result = ParsedWebhook()
         # None: a body too small to hold too many items is not counted.
         self.budget = ItemBudget(max_items) if max_items is not None else None
@@ -92,13 +96,14 @@ class _Batch:
 def parse_webhook(
     data: Any,
     *,
-    phone_number_id: str | None,
+    phone_number_id: str | Collection[str] | None,
     max_items: int | None = DEFAULT_MAX_ITEMS_PER_POST,
 ) -> ParsedWebhook:
     """Parse a decoded webhook body.
 
-    ``phone_number_id`` selects the business number whose updates are kept;
-    ``None`` keeps all of them. A body holding more than ``max_items`` items
+    ``phone_number_id`` selects the business numbers whose updates are kept
+    (one id or a collection of them); ``None`` keeps all of them. The ids of
+    other numbers that sent updates are listed in ``other_numbers``. A body holding more than ``max_items`` items
     (see :mod:`cel_whatsapp.core.budget`) raises
     :class:`~cel_whatsapp.core.budget.TooManyItemsError`; its entries, changes and
     updates are counted before any of them is parsed. ``max_items=None``
@@ -106,7 +111,8 @@ def parse_webhook(
     """
     if not isinstance(data, Mapping):
         raise PayloadError("the body must be a JSON object with an 'entry' list")
-    batch = _Batch(phone_number_id, max_items)
+    numbers = frozenset((phone_number_id,)) if isinstance(phone_number_id, str) else phone_number_id
+    batch = _Batch(numbers, max_items)
     if batch.budget is not None:
         batch.budget.spend_envelope(data)
     try:
@@ -154,9 +160,11 @@ def _parse_change(
         names = field_names(err.messages)
         batch.skip("change", where, [f"value.metadata.{name}" for name in names])
         return
-    phone_number_id = batch.phone_number_id
-    if phone_number_id is not None and metadata["phone_number_id"] != phone_number_id:
+    numbers = batch.numbers
+    if numbers is not None and metadata["phone_number_id"] not in numbers:
         result.ignored += 1
+        if len(result.other_numbers) < _MAX_OTHER_NUMBERS:
+            result.other_numbers.add(metadata["phone_number_id"])
         return
 
     where = f"{where}.value"
@@ -182,16 +190,16 @@ def _parse_change(
         for index, raw_echo in enumerate(arrays["message_echoes"]):
             scope.where = f"{where}.message_echoes[{index}]"
             _load_message(schemas.ECHO, raw_echo, "echo", scope.where, batch)
+        for index, raw_status in enumerate(arrays["statuses"]):
+            if batch.budget is not None:
+                batch.budget.spend_status(raw_status)  # its errors are loaded with it
+            status = batch.load_or_skip(
+                schemas.STATUS, raw_status, "status", f"{where}.statuses[{index}]"
+            )
+            if status is not None:
+                result.statuses.append(status)
     finally:
         schemas.SCOPE.reset(token)
-    for index, raw_status in enumerate(arrays["statuses"]):
-        if batch.budget is not None:
-            batch.budget.spend_status(raw_status)  # its errors are loaded with it
-        status = batch.load_or_skip(
-            schemas.STATUS, raw_status, "status", f"{where}.statuses[{index}]"
-        )
-        if status is not None:
-            result.statuses.append(status)
 
 
 def _load_message(schema: Schema, raw: Any, kind: str, where: str, batch: _Batch) -> None:

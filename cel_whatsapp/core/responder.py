@@ -95,7 +95,7 @@ class _Answer:
 
 
 class Responder:
-    """Answers messages for one business number.
+    """Answers messages, each from the business number that received it.
 
     One answer sends at most ``max_messages_per_answer`` messages (text
     pieces and rich replies alike; read receipts are not counted): past that
@@ -107,6 +107,7 @@ class Responder:
         *,
         graph: GraphClient,
         phone_number_id: str,
+        outbox_for: Callable[[str], Outbox] | None = None,
         assistant: Callable[[], Assistant | None],
         stream_mode: StreamMode = StreamMode.SENTENCE,
         read_receipts: bool = True,
@@ -122,7 +123,13 @@ class Responder:
         self._assistant = assistant
         self.stream_mode = stream_mode
         self.read_receipts = read_receipts
-        self.outbox = Outbox(graph, phone_number_id, limits=limits)
+        #: Sends from the default number; ``outbox_for(number)`` from any other.
+        self.outbox = (
+            outbox_for(phone_number_id)
+            if outbox_for
+            else Outbox(graph, phone_number_id, limits=limits)
+        )
+        self._outbox_for = outbox_for
         self.fallback_text = fallback_text
         self._on_send_error = on_send_error
         self.max_messages_per_answer = max_messages_per_answer
@@ -130,6 +137,13 @@ class Responder:
     def mark_read(self, message_id: str, *, typing: bool = True) -> None:
         """Mark ``message_id`` read, with the typing indicator unless ``typing=False``."""
         self.outbox.mark_read(message_id, typing=typing)
+
+    def outbox_for(self, message: Message) -> Outbox:
+        """Sending from the number that received ``message`` (the default one if unknown)."""
+        number = message.lead.phone_number_id
+        if not number or number == self.phone_number_id or self._outbox_for is None:
+            return self.outbox
+        return self._outbox_for(number)
 
     def handle(self, message: Message) -> list[str]:
         """Answer one message; return the wamids of what was sent.
@@ -141,9 +155,10 @@ class Responder:
         if assistant is None:
             logger.warning("no assistant is set; message %s gets no answer", message.id)
             return []
+        outbox = self.outbox_for(message)
         if self.read_receipts:
             try:
-                self.mark_read(message.id, typing=True)
+                outbox.mark_read(message.id, typing=True)
             except GraphAPIError as exc:
                 logger.warning("could not mark message %s as read: %s", message.id, exc)
         answer = _Answer(self.max_messages_per_answer)
@@ -153,12 +168,12 @@ class Responder:
             result = assistant(message)
             for item in iterate_result(result):
                 if isinstance(item, str):
-                    self._send_texts(message.lead, streamer.push(item), answer)
+                    self._send_texts(outbox, message.lead, streamer.push(item), answer)
                 else:
                     # Text already produced goes first, so the order is kept.
-                    self._send_texts(message.lead, streamer.flush(), answer)
-                    self._send_reply(message, item, answer)
-            self._send_texts(message.lead, streamer.flush(), answer)
+                    self._send_texts(outbox, message.lead, streamer.flush(), answer)
+                    self._send_reply(outbox, message, item, answer)
+            self._send_texts(outbox, message.lead, streamer.flush(), answer)
         except _AnswerTooLong:
             self._too_long(message, answer)
         except GraphAPIError as exc:
@@ -173,7 +188,7 @@ class Responder:
             # The user's assistant (or its generator) raised: log with the stack
             # trace; the webhook is still acknowledged.
             logger.exception("the assistant failed on message %s", message.id)
-            self._send_fallback(message, answer)
+            self._send_fallback(outbox, message, answer)
         finally:
             close = getattr(result, "close", None)
             if callable(close):
@@ -188,11 +203,11 @@ class Responder:
             answer.count,
         )
 
-    def _send_fallback(self, message: Message, answer: _Answer) -> None:
+    def _send_fallback(self, outbox: Outbox, message: Message, answer: _Answer) -> None:
         if not self.fallback_text:
             return
         try:
-            self._send_texts(message.lead, [self.fallback_text], answer)
+            self._send_texts(outbox, message.lead, [self.fallback_text], answer)
         except _AnswerTooLong:
             self._too_long(message, answer)
         except GraphAPIError as exc:
@@ -208,16 +223,14 @@ class Responder:
         except Exception:
             logger.exception("the on_send_error handler raised on message %s", message.id)
 
-    def _send_texts(self, lead: Lead, pieces: list[str], answer: _Answer) -> None:
+    def _send_texts(self, outbox: Outbox, lead: Lead, pieces: list[str], answer: _Answer) -> None:
         for piece in pieces:
             answer.next_message()
-            answer.record(self.outbox.send_text(lead.recipient, piece))
+            answer.record(outbox.send_text(lead.recipient, piece))
 
-    def _send_reply(self, message: Message, item: Reply, answer: _Answer) -> None:
+    def _send_reply(self, outbox: Outbox, message: Message, item: Reply, answer: _Answer) -> None:
         # Prepared first: a reply may become several messages (a long text
         # split, a header sent apart), each counted against the cap.
-        for reply in self.outbox.prepare(item, answering=message.id):
+        for reply in outbox.prepare(item, answering=message.id):
             answer.next_message()
-            answer.wamids.extend(
-                self.outbox.send(message.lead.recipient, reply, answering=message.id)
-            )
+            answer.wamids.extend(outbox.send(message.lead.recipient, reply, answering=message.id))

@@ -83,7 +83,7 @@ class Base(Schema):
 
 
 class MessageScope(Protocol):
-    """What a message's ``post_load`` needs from the change the message is in."""
+    """What a message's or a status's ``post_load`` needs from the change it is in."""
 
     #: ``phone_number_id``, ``display_phone_number`` and ``waba_id`` of the change.
     base: Mapping[str, Any]
@@ -331,6 +331,7 @@ class StatusSchema(Base):
             pricing=MappingProxyType(pricing) if pricing is not None else None,
             conversation=MappingProxyType(conversation) if conversation is not None else None,
             raw=MappingProxyType(original),
+            phone_number_id=SCOPE.get().base["phone_number_id"],
         )
 
 

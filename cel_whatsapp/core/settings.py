@@ -9,12 +9,16 @@ in (:func:`cel_whatsapp.config.clean_secret`) and never shown.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from .. import config
 from ..errors import ConfigurationError
+
+_ID = re.compile(r"[0-9A-Za-z_-]+")
 
 _SECRETS = {
     config.TOKEN_KEY: True,  # sent as a header: printable ASCII only
@@ -32,18 +36,65 @@ class Settings:
     """
 
     token: str | None = field(default=None, repr=False)
+    #: The default sender: the first of ``phone_number_ids``.
     phone_number_id: str | None = None
+    #: Every business number whose updates are handled (``phone_number_id`` first).
+    phone_number_ids: tuple[str, ...] = ()
+    #: Tokens of numbers that do not use ``token`` (another WhatsApp Business Account).
+    tokens: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     verify_token: str | None = field(default=None, repr=False)
     app_secret: str | None = field(default=None, repr=False)
     api_version: str | None = None
     #: The Graph API root with its version, e.g. ``https://graph.facebook.com/v25.0``.
     base_url: str = field(default_factory=lambda: config.graph_base_url(config.DEFAULT_API_VERSION))
 
+    def __post_init__(self) -> None:
+        # Either field may be given: each is completed from the other.
+        ids = self.phone_number_ids
+        if self.phone_number_id and not ids:
+            ids = (self.phone_number_id,)
+        elif ids and self.phone_number_id and ids[0] != self.phone_number_id:
+            ids = (self.phone_number_id, *(i for i in ids if i != self.phone_number_id))
+        object.__setattr__(self, "phone_number_ids", tuple(ids))
+        object.__setattr__(self, "phone_number_id", ids[0] if ids else None)
+        unknown = set(self.tokens) - set(ids)
+        if unknown:
+            raise ConfigurationError(
+                "tokens= names phone number ids that are not listed in phone_number_id: "
+                + ", ".join(sorted(unknown))
+            )
+        object.__setattr__(self, "tokens", MappingProxyType(dict(self.tokens)))
+
     def __repr__(self) -> str:
+        numbers = (
+            repr(self.phone_number_id)
+            if len(self.phone_number_ids) < 2
+            else repr(self.phone_number_ids)
+        )
         return (
-            f"Settings(phone_number_id={self.phone_number_id!r}, base_url={self.base_url!r}, "
+            f"Settings(phone_number_id={numbers}, base_url={self.base_url!r}, "
             "token=***, verify_token=***, app_secret=***)"
         )
+
+    def sender(self, phone_number_id: str | None = None) -> str:
+        """The business number to send from: ``phone_number_id`` if listed, else the default.
+
+        Raises :class:`ValueError` for a number that is not one of
+        ``phone_number_ids``, and :class:`ConfigurationError` when none is set.
+        """
+        if phone_number_id is None:
+            return self.value(config.PHONE_NUMBER_ID_KEY)
+        if phone_number_id not in self.phone_number_ids:
+            listed = ", ".join(self.phone_number_ids) or "none"
+            raise ValueError(
+                f"phone number id {phone_number_id!r} is not one of this connector's "
+                f"numbers ({listed}); add it to phone_number_id"
+            )
+        return phone_number_id
+
+    def token_for(self, phone_number_id: str) -> str:
+        """The access token for sending from ``phone_number_id``."""
+        return self.tokens.get(phone_number_id) or self.value(config.TOKEN_KEY)
 
     @property
     def url(self) -> str:
@@ -97,10 +148,51 @@ def clean(key: str, value: object) -> str | None:
     return text or None
 
 
+def phone_number_ids(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """One id, a comma-separated list (``"111,222"``) or a sequence of ids, as a tuple.
+
+    Blank items are dropped and repeats kept once, in order.
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    ids: dict[str, None] = {}
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(f"a phone number id must be a string, not {item!r}")
+        text = item.strip()
+        if text:
+            if not _ID.fullmatch(text):
+                # It goes into URL paths: nothing but letters, digits, "-" and "_".
+                raise ConfigurationError(
+                    f"{text!r} is not a phone number id (Meta's are digits only): "
+                    + config.WHERE_TO_FIND[config.PHONE_NUMBER_ID_KEY]
+                )
+            ids[text] = None
+    return tuple(ids)
+
+
+def clean_tokens(tokens: Mapping[str, str] | None) -> dict[str, str]:
+    """Per-number tokens, each checked like ``token`` (the values are never shown)."""
+    if not tokens:
+        return {}
+    cleaned: dict[str, str] = {}
+    for number, value in tokens.items():
+        [key] = phone_number_ids(number) or ("",)
+        token = clean(config.TOKEN_KEY, value)
+        if not key or not token:
+            raise ConfigurationError(
+                "tokens= maps a phone number id to its access token; one item has an empty id or token"
+            )
+        cleaned[key] = token
+    return cleaned
+
+
 def resolve_settings(
     *,
     token: str | None = None,
-    phone_number_id: str | None = None,
+    phone_number_id: str | Iterable[str] | None = None,
+    tokens: Mapping[str, str] | None = None,
     verify_token: str | None = None,
     app_secret: str | None = None,
     api_version: str | None = None,
@@ -116,23 +208,32 @@ def resolve_settings(
     """
     env = os.environ if environ is None else environ
 
-    def layered(key: str, explicit: str | None) -> str | None:
-        if explicit is not None:
-            return clean(key, explicit)
+    def raw(key: str) -> Any:
         for source in (app_config, env):
             if source is None:
                 continue
             value = source.get(key)
             if value not in (None, ""):
-                return clean(key, value)
+                return value
         return None
+
+    def layered(key: str, explicit: str | None) -> str | None:
+        if explicit is not None:
+            return clean(key, explicit)
+        value = raw(key)
+        return None if value is None else clean(key, value)
+
+    numbers = phone_number_ids(
+        phone_number_id if phone_number_id is not None else raw(config.PHONE_NUMBER_ID_KEY)
+    )
 
     secret = "" if app_secret == "" else layered(config.APP_SECRET_KEY, app_secret)
     version = layered(config.API_VERSION_KEY, api_version)
     root = layered(config.BASE_URL_KEY, base_url)
     return Settings(
         token=layered(config.TOKEN_KEY, token),
-        phone_number_id=layered(config.PHONE_NUMBER_ID_KEY, phone_number_id),
+        phone_number_ids=numbers,
+        tokens=clean_tokens(tokens),
         verify_token=layered(config.VERIFY_TOKEN_KEY, verify_token),
         app_secret=secret,
         api_version=version,

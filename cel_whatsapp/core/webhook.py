@@ -51,6 +51,9 @@ class HttpResult:
 
 OK = HttpResult(200, "OK", TEXT_PLAIN)
 
+#: Unlisted business numbers remembered for the once-per-number warning.
+_MAX_WARNED_NUMBERS = 1_000
+
 #: Receives the new messages of a delivery; returns those it could not accept.
 MessagesHandler = Callable[[list[Message]], "Sequence[Message] | None"]
 #: Receives everything new in a delivery; returns the messages it could not accept.
@@ -58,7 +61,7 @@ UpdatesHandler = Callable[[ParsedWebhook], "Sequence[Message] | None"]
 
 
 class WebhookHandler:
-    """Verification (GET) and delivery (POST) for one business number.
+    """Verification (GET) and delivery (POST) for one or several business numbers.
 
     ``on_updates`` receives what each accepted POST holds that was not seen
     before (with a ``store``, each message id, and each status by id and
@@ -70,13 +73,17 @@ class WebhookHandler:
     A body holding more than ``max_items`` items (entries, changes, updates
     and the lists inside them; see :mod:`cel_whatsapp.core.budget`) is answered
     413 before any of them is parsed.
+
+    Updates for a business number not in ``phone_number_id`` (one id or a
+    sequence) are acknowledged and not handled; each such number is logged
+    once, at WARNING.
     """
 
     def __init__(
         self,
         *,
         verify_token: str,
-        phone_number_id: str,
+        phone_number_id: str | Sequence[str],
         on_messages: MessagesHandler | None = None,
         on_updates: UpdatesHandler | None = None,
         app_secret: str | None = None,
@@ -88,7 +95,14 @@ class WebhookHandler:
             raise ValueError("max_items must be at least 1 (None: no cap)")
         self._verify_token = verify_token.encode("utf-8")
         self._app_secret = app_secret
-        self.phone_number_id = phone_number_id
+        ids = (phone_number_id,) if isinstance(phone_number_id, str) else tuple(phone_number_id)
+        if not ids:
+            raise ValueError("WebhookHandler needs at least one phone_number_id")
+        #: The business numbers handled; the first is the default sender.
+        self.phone_number_ids = ids
+        self.phone_number_id = ids[0]
+        self._numbers = frozenset(ids)
+        self._warned_numbers: set[str] = set()
         self._on_messages = on_messages
         self._on_updates = on_updates
         self.store = store
@@ -96,7 +110,8 @@ class WebhookHandler:
         self._verification_handler = verification_handler
 
     def __repr__(self) -> str:
-        return f"WebhookHandler(phone_number_id={self.phone_number_id!r}, verify_token=***, app_secret=***)"
+        numbers = self.phone_number_id if len(self.phone_number_ids) == 1 else self.phone_number_ids
+        return f"WebhookHandler(phone_number_id={numbers!r}, verify_token=***, app_secret=***)"
 
     # -- GET -----------------------------------------------------------------
 
@@ -119,7 +134,9 @@ class WebhookHandler:
         )
         self._run_verification_handler(challenge if ok else False)
         if ok:
-            logger.info("webhook verified for phone number id %s", self.phone_number_id)
+            logger.info(
+                "webhook verified for phone number id(s) %s", ", ".join(self.phone_number_ids)
+            )
             return HttpResult(200, challenge or "", TEXT_PLAIN)
         logger.warning("webhook verification refused (mode=%r)", mode)
         return HttpResult(403, "Forbidden", TEXT_PLAIN)
@@ -152,7 +169,7 @@ class WebhookHandler:
         if max_items is not None and fits_without_counting(len(body), max_items):
             max_items = None
         try:
-            parsed = parse_webhook(data, phone_number_id=self.phone_number_id, max_items=max_items)
+            parsed = parse_webhook(data, phone_number_id=self._numbers, max_items=max_items)
         except TooManyItemsError as exc:
             # 413: like a body over the byte cap, the same body will never fit.
             logger.warning("webhook refused (413): %s", exc.reason)
@@ -162,6 +179,8 @@ class WebhookHandler:
         return self._deliver(parsed)
 
     def _deliver(self, parsed: ParsedWebhook) -> HttpResult:
+        if parsed.other_numbers:
+            self._warn_other_numbers(parsed.other_numbers)
         if not (parsed.messages or parsed.statuses or parsed.errors):
             return OK
         try:
@@ -192,13 +211,29 @@ class WebhookHandler:
         self._release(refused)
         return HttpResult.error(503, "too busy; deliver again later")
 
+    def _warn_other_numbers(self, numbers: set[str]) -> None:
+        new = numbers - self._warned_numbers
+        if not new or len(self._warned_numbers) >= _MAX_WARNED_NUMBERS:
+            return
+        self._warned_numbers |= new
+        for number in sorted(new):
+            logger.warning(
+                "webhook: updates for phone number id %s are not handled here (this webhook "
+                "handles %s). Every number subscribed to the Meta app posts to the same URL: "
+                "add %s to phone_number_id to answer it, or unsubscribe it. Logged once.",
+                safe_key(number),
+                ", ".join(self.phone_number_ids),
+                safe_key(number),
+            )
+
     def _claim_statuses(self, statuses: list[StatusEvent]) -> list[StatusEvent]:
         """Claim each status (by message id and status value); keep those not seen before."""
         if self.store is None:
             return statuses
         fresh: list[StatusEvent] = []
         for status in statuses:
-            if self.store.claim(status_key(self.phone_number_id, status.message_id, status.status)):
+            number = status.phone_number_id or self.phone_number_id
+            if self.store.claim(status_key(number, status.message_id, status.status)):
                 fresh.append(status)
         if len(fresh) < len(statuses):
             logger.info(

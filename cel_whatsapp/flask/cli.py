@@ -6,6 +6,7 @@ names the group after the blueprint (``whatsapp`` by default) when
 
     flask whatsapp send --to +16505551234 "Your order has shipped"
     flask whatsapp send-template --to 16505551234 order_update --lang en_US --param Ana --param 42
+    flask whatsapp send --from 106540352242922 --to 16505551234 "Sent from another number"
 
 Each prints the wamid of every message sent, one per line, or Meta's error
 on stderr with exit status 1.
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
 def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
     """Add ``send`` and ``send-template`` for ``connector`` to ``group``."""
 
-    def deliver(to: str, build: Callable[[], Reply | str]) -> None:
+    def deliver(to: str, build: Callable[[], Reply | str], sender: str | None) -> None:
         try:
-            wamids = connector.send(to, build())
+            wamids = connector.send(to, build(), phone_number_id=sender)
         except (CelWhatsappError, ValueError, TypeError) as exc:
             raise click.ClickException(str(exc)) from exc
         for wamid in wamids:
@@ -38,9 +39,10 @@ def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
 
     @group.command("send")
     @click.option("--to", "to", required=True, metavar="NUMBER", help=_TO_HELP)
+    @click.option("--from", "sender", metavar="PHONE_NUMBER_ID", help=_FROM_HELP)
     @click.option("--preview-url", is_flag=True, help="Show a preview of the first URL.")
     @click.argument("text", nargs=-1, required=True)
-    def send(to: str, preview_url: bool, text: tuple[str, ...]) -> None:
+    def send(to: str, sender: str | None, preview_url: bool, text: tuple[str, ...]) -> None:
         """Send TEXT (all arguments, joined by spaces) as a text message.
 
         Works only inside the user's 24-hour customer-service window; use
@@ -49,10 +51,11 @@ def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
         from ..replies import Text  # loaded when a command runs, not with every app
 
         body = " ".join(text)
-        deliver(to, lambda: Text(body, preview_url=True) if preview_url else body)
+        deliver(to, lambda: Text(body, preview_url=True) if preview_url else body, sender)
 
     @group.command("send-template")
     @click.option("--to", "to", required=True, metavar="NUMBER", help=_TO_HELP)
+    @click.option("--from", "sender", metavar="PHONE_NUMBER_ID", help=_FROM_HELP)
     @click.option(
         "--lang",
         "language",
@@ -69,14 +72,19 @@ def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
         help="A body variable ({{1}}, {{2}}... in order); repeat for each.",
     )
     @click.argument("name")
-    def send_template(to: str, language: str, params: tuple[str, ...], name: str) -> None:
+    def send_template(
+        to: str, sender: str | None, language: str, params: tuple[str, ...], name: str
+    ) -> None:
         """Send the approved message template NAME (reaches users outside the 24-hour window)."""
         from ..replies import Template  # loaded when a command runs, not with every app
 
-        deliver(to, lambda: Template.with_body(name, params, language=language))
+        deliver(to, lambda: Template.with_body(name, params, language=language), sender)
 
 
 _TO_HELP = (
     "The recipient: a phone number in E.164 form, with or without '+', "
     "or a business-scoped user id such as US.13491208655302741918."
+)
+_FROM_HELP = (
+    "The phone number id to send from, one of the connector's numbers (default: the first)."
 )

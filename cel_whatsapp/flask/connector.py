@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -35,7 +36,7 @@ from ..core.routing import (
     UpdateCallback,
     UpdateRouter,
 )
-from ..core.settings import Settings, clean, resolve_settings
+from ..core.settings import Settings, clean, clean_tokens, phone_number_ids, resolve_settings
 from ..core.streaming import StreamMode
 from ..core.webhook import VerificationHandler
 from ..errors import ConfigurationError
@@ -82,12 +83,13 @@ class WhatsappConnector:
     def __init__(
         self,
         token: str | None = None,
-        phone_number_id: str | None = None,
+        phone_number_id: str | Sequence[str] | None = None,
         verify_token: str | None = None,
         endpoint_prefix: str = config.DEFAULT_ENDPOINT_PREFIX,
         stream_mode: StreamMode | str = StreamMode.SENTENCE,
         *,
         assistant: Assistant | None = None,
+        tokens: Mapping[str, str] | None = None,
         app_secret: str | None = None,
         api_version: str | None = None,
         base_url: str | None = None,
@@ -114,6 +116,8 @@ class WhatsappConnector:
         self._standalone_lock = threading.Lock()
         self.token = token
         self.phone_number_id = phone_number_id
+        # Checked now; which numbers they name is checked once the numbers are known.
+        self._explicit["tokens"] = clean_tokens(tokens)
         self.verify_token = verify_token
         self.app_secret = app_secret
         self.api_version = api_version
@@ -157,8 +161,11 @@ class WhatsappConnector:
 
     def _explicit_setting(self, argument: str, value: Any) -> None:
         key = _SETTING_KEYS[argument]
-        if argument == "app_secret" and value == "":
-            kept: str | None = ""  # explicitly no signature check
+        kept: Any
+        if argument == "phone_number_id":
+            kept = phone_number_ids(value) or None
+        elif argument == "app_secret" and value == "":
+            kept = ""  # explicitly no signature check
         elif argument == "base_url" and value:
             kept = str(value).strip().rstrip("/") or None
         else:
@@ -186,12 +193,18 @@ class WhatsappConnector:
 
     @property
     def phone_number_id(self) -> str | None:
-        """The business phone number's id (not the number itself)."""
+        """The business phone number's id (not the number itself); with several, the
+        first, which is the default sender."""
         return self.settings.phone_number_id
 
     @phone_number_id.setter
-    def phone_number_id(self, value: str | None) -> None:
+    def phone_number_id(self, value: str | Sequence[str] | None) -> None:
         self._explicit_setting("phone_number_id", value)
+
+    @property
+    def phone_number_ids(self) -> tuple[str, ...]:
+        """Every business number whose updates this connector answers (the default first)."""
+        return self.settings.phone_number_ids
 
     @property
     def verify_token(self) -> str | None:
@@ -435,7 +448,9 @@ class WhatsappConnector:
 
     # -- sending outside a webhook --------------------------------------------------------
 
-    def send(self, to: str | Lead, reply_or_text: Reply | str) -> list[str]:
+    def send(
+        self, to: str | Lead, reply_or_text: Reply | str, phone_number_id: str | None = None
+    ) -> list[str]:
         """Send a message outside a webhook; return the wamids sent, in order.
 
         ``to`` is a phone number in E.164 with or without ``+``, a
@@ -449,22 +464,39 @@ class WhatsappConnector:
         Outside the user's 24-hour customer-service window only a
         :class:`~cel_whatsapp.Template` is delivered; anything else raises
         :class:`~cel_whatsapp.OutsideWindowError` (Meta's code 131047).
-        """
-        return self._core().send(to, reply_or_text)
 
-    def mark_read(self, message_id: str, typing: bool = False) -> None:
-        """Mark a received message read; ``typing=True`` also shows the typing indicator."""
-        self._core().mark_read(message_id, typing=typing)
+        ``phone_number_id`` picks the business number it is sent from, one of
+        :attr:`phone_number_ids`; by default the number a :class:`Lead`
+        wrote to, else the first. Another id raises :class:`ValueError`
+        before any request.
+        """
+        return self._core().send(to, reply_or_text, phone_number_id=phone_number_id)
+
+    def mark_read(
+        self, message_id: str, typing: bool = False, phone_number_id: str | None = None
+    ) -> None:
+        """Mark a received message read; ``typing=True`` also shows the typing indicator.
+
+        ``phone_number_id``: the number that received it (default: the first).
+        """
+        self._core().mark_read(message_id, typing=typing, phone_number_id=phone_number_id)
 
     def upload_media(
-        self, file_or_bytes: MediaSource, mime_type: str, filename: str | None = None
+        self,
+        file_or_bytes: MediaSource,
+        mime_type: str,
+        filename: str | None = None,
+        phone_number_id: str | None = None,
     ) -> str:
         """Upload a file (bytes, a path or a binary file object); return its media id.
 
         Use the id as ``media_id=`` of :class:`~cel_whatsapp.Image`,
-        :class:`~cel_whatsapp.Document` and the other media replies.
+        :class:`~cel_whatsapp.Document` and the other media replies, sent from
+        the same ``phone_number_id`` (default: the first number).
         """
-        return self._core().upload_media(file_or_bytes, mime_type, filename)
+        return self._core().upload_media(
+            file_or_bytes, mime_type, filename, phone_number_id=phone_number_id
+        )
 
     def download_media(
         self,
@@ -472,15 +504,21 @@ class WhatsappConnector:
         *,
         max_bytes: int = config.DEFAULT_MEDIA_MAX_BYTES,
         sha256: str | None = None,
+        phone_number_id: str | None = None,
     ) -> MediaFile:
         """Download a media file a user sent: pass ``attachment.media_id`` (or the attachment).
+
+        ``phone_number_id``: the number it was sent to, whose token is used
+        (default: inside an answer, the number answering; else the first).
 
         Raises :class:`~cel_whatsapp.GraphAPIError` when Meta refuses, and
         :class:`~cel_whatsapp.MediaDownloadError` when the file is larger than
         ``max_bytes`` or fails its SHA-256 check. See
         :func:`cel_whatsapp.core.media.download_media`.
         """
-        return self._core().download_media(media_id, max_bytes=max_bytes, sha256=sha256)
+        return self._core().download_media(
+            media_id, max_bytes=max_bytes, sha256=sha256, phone_number_id=phone_number_id
+        )
 
     def handle(self, message: Message) -> list[str]:
         """Answer ``message`` now, as the webhook would; return the sent wamids."""
