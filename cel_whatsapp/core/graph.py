@@ -292,15 +292,17 @@ class GraphClient:
         Raises :class:`GraphAPIError` for an error answer or a redirect
         (never followed), and :class:`GraphTransportError` when no answer
         came. With a retry policy, retryable failures are sent again first;
-        ``recipient`` (a keyword) names the user a send goes to, for the pair
-        rate limit.
+        ``recipient`` and ``sender`` (keywords) name the user a send goes to
+        and the business number it goes from, for rate control.
         """
         recipient = kwargs.pop("recipient", None)
+        sender = kwargs.pop("sender", None)
         if self.retrier is None:
             return self._request_once(method, path, json=json, **kwargs)
         return self.retrier.call(
             lambda: self._request_once(method, path, json=json, **kwargs),
             recipient=recipient,
+            number=sender,
         )
 
     def _request_once(
@@ -353,6 +355,7 @@ class GraphClient:
             f"{phone_number_id}/messages",
             json=payload,
             recipient=str(recipient) if recipient else None,
+            sender=phone_number_id,
         )
 
 
