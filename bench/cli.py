@@ -1,6 +1,6 @@
 """The command line: run every scenario, print the tables, judge the targets.
 
-``python -m bench`` takes about two minutes on two cores and exits with
+``python -m bench`` takes about four minutes on two cores and exits with
 status 1 when a target fails. ``python -m bench --smoke`` runs a few seconds
 of each kind of measurement with no targets, so CI notices when the bench
 itself breaks.
