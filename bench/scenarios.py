@@ -287,8 +287,8 @@ def load_rows(fake: FakeGraphProcess, settings: Settings) -> list[LoadRow]:
     echo = Spec("1. echo, inline (signature on, FULL, no read receipts)", echo_app, replies=True)
     rows = _echo_group(runner, [*sync, reference, echo], floor, reference, echo, settings.smoke)
     if settings.smoke:
-        # Only the sync group: the smoke shows that every kind of row still
-        # runs, in well under 30 s.
+        # The smoke stops after the sync group (floor, pywa, echo) to stay
+        # well under 30 s.
         return rows
 
     floor = Spec("floor: bare Flask view", floor_app, worker_class="gthread")
@@ -383,6 +383,9 @@ def _judge_echo(echo: LoadRow, floor: LoadRow, pywa: LoadRow | None, smoke: bool
         extra = echo.rss_mib - floor.rss_mib
         pywa_extra = pywa.rss_mib - floor.rss_mib
         judged = not smoke and not pywa.errors and not pywa.note
+        if not smoke and not judged:
+            note = "ratios to pywa not judged: see pywa's note"
+            echo.note = "; ".join(n for n in (echo.note, note) if n)
         echo.targets += [
             Target(
                 f"{cpu_text} ({cpu_ratio:.2f})", cpu_ratio <= PYWA_CPU_RATIO if judged else None
