@@ -15,6 +15,7 @@ from .core.dispatch import BackgroundDispatcher, InlineDispatcher
 from .core.engine import WhatsappCore
 from .core.graph import GraphClient
 from .core.media import MediaChecksumError, MediaDownloadError, MediaFile, MediaTooLargeError
+from .core.rates import RateControl
 from .core.retry import RetryPolicy
 from .core.settings import Settings
 from .core.signature import SignatureError
@@ -107,6 +108,7 @@ __all__ = [
     "Message",
     "OutsideWindowError",
     "PayloadError",
+    "RateControl",
     "RateLimitError",
     "React",
     "Reaction",
