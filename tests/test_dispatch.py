@@ -83,10 +83,10 @@ def test_one_lead_in_timestamp_then_arrival_order_never_overlapping(
         gate.wait(10)  # let the whole batch queue up first
         with lock:
             log.append(("start", message.text or ""))
-        # While this answer runs, the second worker thread is free, and it
-        # takes work first come first served: the other lead's message, queued
-        # after these, is answered only once no message of this lead was
-        # handed out ahead of it. An overlap shows as two starts in a row.
+        # While this answer runs, the pool's other thread is free and takes
+        # work in the order it was handed out. The other lead's message came
+        # after this lead's: a second message of this lead handed out now
+        # would take that thread first and wait here too, two starts in a row.
         other_lead_answered.wait(10)
         with lock:
             log.append(("end", message.text or ""))
