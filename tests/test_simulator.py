@@ -348,12 +348,22 @@ def test_polling_adapts_to_the_server(serve: Callable[..., Served]) -> None:
     # A threaded server can hold the request open until something happens.
     first = served.events()  # a page that just opened is answered at once
     assert first["poll_ms"] == 0 and first["events"] == []
+    feed = served.hub.feed
+    read = feed.after
+    waiting = threading.Event()
+
+    def after(seq: int, *, user: str | None = None, wait: float = 0.0) -> Any:
+        if wait > 0:
+            waiting.set()  # the page's request is in the hub, ready to wait for news
+        return read(seq, user=user, wait=wait)
+
+    feed.after = after  # type: ignore[method-assign]
     result: dict[str, Any] = {}
     waiter = threading.Thread(
         target=lambda: result.update(served.events(after=first["last"], epoch=first["epoch"]))
     )
     waiter.start()
-    time.sleep(0.3)
+    assert waiting.wait(10)
     served.send(type="text", text="ping")
     waiter.join(20)
     assert result["events"][0]["kind"] == "user"
