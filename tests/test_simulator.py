@@ -372,6 +372,27 @@ def test_polling_adapts_to_the_server(serve: Callable[..., Served]) -> None:
     assert quick.json["poll_ms"] > 0
 
 
+def test_a_page_that_knew_another_conversation_is_answered_at_once(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve(lambda m: "pong")
+    current = served.events()["epoch"]
+    # After a restart or a clear, a long poll with the old epoch must not wait
+    # 20 s for news: the page has to start over now.
+    started = time.monotonic()
+    stale = served.events(after=7, epoch="an-older-one")
+    assert time.monotonic() - started < 5
+    assert stale["epoch"] == current
+    # A page that lost the server asks with wait=0, so it sees at once that it is back.
+    started = time.monotonic()
+    response = served.session.get(
+        f"{served.base}/sim/api/events",
+        params={"after": 0, "epoch": current, "wait": "0"},
+        timeout=30,
+    )
+    assert response.status_code == 200 and time.monotonic() - started < 5
+
+
 def test_clear_starts_a_new_conversation(serve: Callable[..., Served]) -> None:
     served = serve(lambda m: "pong")
     served.send(type="text", text="ping")
