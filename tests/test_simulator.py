@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -21,6 +23,12 @@ from cel_whatsapp.simulator.hub_client import HubClient
 from cel_whatsapp.testing import FakeGraphAPI
 
 Assistant = Callable[[Message], Any]
+
+#: Characters that need an emoji (or symbol) font: arrows, technical symbols,
+#: shapes, dingbats, pictographs and the emoji presentation selector.
+PICTOGRAPHS = re.compile(
+    "[\u2190-\u21ff\u2300-\u23ff\u25a0-\u27bf\u2b00-\u2bff\ufe0f\U0001f000-\U0001faff]"
+)
 
 
 class Served:
@@ -410,6 +418,8 @@ def test_page_is_served_with_its_config_escaped(serve: Callable[..., Served]) ->
     assert "</script><b>" not in page.text and "\\u003c/script>\\u003cb>" in page.text
     config = json.loads(page.text.split('type="application/json">')[1].split("</script>")[0])
     assert config["api"] == "/chat/sim/api"
+    assert config["maxText"] == 4096  # what the server accepts, the box allows
+    assert config["examples"] == ["menu", "Hello! What can you do?"]
     assert served.session.get(f"{served.base}/chat/sim/static/simulator.js").status_code == 200
     assert served.session.get(f"{served.base}/chat/sim/api/events").status_code == 200
 
@@ -462,3 +472,25 @@ def test_readme_simulator_example_runs_as_written(monkeypatch: pytest.MonkeyPatc
         assert app.config["WHATSAPP_BASE_URL"] == Simulator.hub_of(app).base_url  # type: ignore[union-attr]
     finally:
         Simulator.hub_of(app).stop()  # type: ignore[union-attr]
+
+
+def test_the_empty_chat_suggests_what_the_bot_understands(serve: Callable[..., Served]) -> None:
+    for examples, shown in ((["order 42", "help"], ["order 42", "help"]), ("status", ["status"])):
+        served = serve(lambda m: "x", examples=examples)
+        page = served.session.get(f"{served.base}/").text
+        config = json.loads(page.split('type="application/json">')[1].split("</script>")[0])
+        assert config["examples"] == shown
+
+
+def test_the_page_draws_its_icons_itself() -> None:
+    """No file of the page needs an emoji font: every icon is an inline SVG symbol."""
+    assets = resources.files("cel_whatsapp.simulator").joinpath("page-assets")
+    for name in ("index.html", "simulator.js", "simulator.css"):
+        text = assets.joinpath(name).read_text(encoding="utf-8")
+        assert PICTOGRAPHS.findall(text) == [], name
+    page = assets.joinpath("index.html").read_text(encoding="utf-8")
+    symbols = set(re.findall(r'<symbol id="(i-[a-z]+)"', page))
+    used = set(re.findall(r'href="#(i-[a-z]+)"', page))
+    script = assets.joinpath("simulator.js").read_text(encoding="utf-8")
+    used |= {f"i-{name}" for name in re.findall(r'icon\("([a-z]+)"\)', script)}
+    assert used and used <= symbols, used - symbols

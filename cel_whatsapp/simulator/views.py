@@ -83,6 +83,8 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
             "user": {"phone": simulator.user_phone, "name": simulator.user_name},
             "bot": {"name": simulator.bot_name, "phone": webhooks.DEFAULT_DISPLAY_NUMBER},
             "maxUpload": MAX_MEDIA_BYTES,
+            "maxText": MAX_TEXT,
+            "examples": list(simulator.examples),
         }
         # Safe inside <script type="application/json">: no "<" survives.
         embedded = json.dumps(page_config).replace("<", "\\u003c")
