@@ -75,6 +75,8 @@ def explain(error: GraphAPIError) -> GraphAPIError:
         details=error.details or error.message,
         error_data=error.error_data,
         retryable=False,
+        request=error.request,
+        response=error.response,
     )
 
 
