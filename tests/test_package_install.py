@@ -39,7 +39,7 @@ from cel_whatsapp.core.signature import sign
 from cel_whatsapp.testing import encode, text_webhook
 from cel_whatsapp.testing.fake_graph.__main__ import READY
 
-from .components import ROOT, free_port, skip_or_fail, wait_for_port
+from .components import ROOT, free_port, require, skip_or_fail, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +94,12 @@ print(json.dumps({
 """
 
 
+def _copy_source(where: Path) -> Path:
+    """The checkout's files (committed or not) without build output, caches or venvs."""
+    shutil.copytree(ROOT, where, ignore=_NOT_SOURCE)
+    return where
+
+
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The sdist and the wheel, built by ``python -m build`` from a copy of the source."""
@@ -102,8 +108,7 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     except ImportError:
         skip_or_fail("the build package is not installed (the test extra has it)")
     base = tmp_path_factory.mktemp("dist")
-    source = base / "source"
-    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
+    source = _copy_source(base / "source")
     out = base / "out"
     result = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
@@ -150,9 +155,18 @@ def _fresh_venv(where: Path) -> Path:
     return python
 
 
-def _pip_install(python: Path, target: Path) -> None:
+def _pip_install(python: Path, *target: str | Path) -> None:
     result = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", str(target)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            *map(str, target),
+        ],
         capture_output=True,
         text=True,
         env=_clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
@@ -163,6 +177,7 @@ def _pip_install(python: Path, target: Path) -> None:
 
 
 def _smoke(python: Path, venv: Path, cwd: Path) -> None:
+    """Import the package in ``python``, which must find it in ``venv`` (or a checkout)."""
     result = subprocess.run(  # noqa: S603 - the venv's own interpreter
         [str(python), "-I", "-c", SMOKE],
         capture_output=True,
@@ -251,6 +266,31 @@ def test_the_sdist_installs_into_a_fresh_venv(dists: tuple[Path, Path], tmp_path
     python = _fresh_venv(venv)
     _pip_install(python, sdist)
     _smoke(python, venv, tmp_path)
+
+
+def test_a_git_url_installs_into_a_fresh_venv(tmp_path: Path) -> None:
+    """README: ``pip install "cel_whatsapp @ git+$REPO@main"`` (here a local repository)."""
+    git = require("git", "to install from a git URL")
+    repository = _copy_source(tmp_path / "repository")
+    for command in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-qm", "x"],
+    ):
+        subprocess.run([git, *command], cwd=repository, check=True, timeout=60)  # noqa: S603
+    venv = tmp_path / "venv"
+    python = _fresh_venv(venv)
+    _pip_install(python, f"cel_whatsapp[redis] @ git+{repository.as_uri()}@main")
+    _smoke(python, venv, tmp_path)
+
+
+def test_a_checkout_installs_editable(tmp_path: Path) -> None:
+    """README: ``pip install -e ./cel_whatsapp``: the package is then the checkout's."""
+    checkout = _copy_source(tmp_path / "cel_whatsapp")
+    venv = tmp_path / "venv"
+    python = _fresh_venv(venv)
+    _pip_install(python, "-e", f"{checkout}[redis]")
+    _smoke(python, checkout, tmp_path)
 
 
 def test_the_wheel_installs_and_answers_a_signed_webhook_under_gunicorn(
