@@ -151,7 +151,8 @@ def _fresh_venv(where: Path) -> Path:
     ).stdout.strip()
     # After the venv's own site-packages on sys.path: the package installed
     # there wins over the editable install of this environment.
-    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (Path(site) / "dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
     return python
 
 

@@ -362,7 +362,7 @@ class WhatsappConnector:
             converted = for_command_line(exc)
             if converted is exc:
                 raise
-            raise converted from exc
+            raise converted from None  # same message; `flask --help` prints one traceback
 
     def configure_app(self, app: Flask, **overrides: str | None) -> WhatsappCore:
         """Replace ``app``'s settings: ``overrides`` (``token=``, ``phone_number_id=``,
