@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
+from cel_whatsapp.config import BASE_URL_KEY
+from cel_whatsapp.simulator.extension import DEFAULT_USER_PHONE
+
 from . import create_app, wants_simulator
 
 
@@ -17,8 +20,14 @@ def main() -> None:
     app = create_app()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - only a display name
     if wants_simulator():
-        logging.getLogger("sample_app").info(
-            "open http://%s:%d/ in a browser to chat with the bot", shown, port
+        log = logging.getLogger("sample_app")
+        log.info("open http://%s:%d/ in a browser to chat with the bot", shown, port)
+        # The CLI loads the app in a process of its own: the address joins this chat.
+        log.info(
+            "send into that chat from a terminal: flask --app sample_app whatsapp send "
+            "--base-url %s --to %s hello",
+            app.config[BASE_URL_KEY],
+            DEFAULT_USER_PHONE,
         )
     else:
         logging.getLogger("sample_app").info(
