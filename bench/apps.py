@@ -202,12 +202,18 @@ _ASSISTANTS = {"echo": _echo, "silent": _silent, "slow": _slow, "streaming": _st
 
 
 def _connector(
-    assistant: str = "echo", stream_mode: str = "full", dispatch: str | None = None
+    assistant: str = "echo",
+    stream_mode: str = "full",
+    dispatch: str | None = None,
+    defaults: bool = False,
 ) -> Flask:
+    """The connector; ``defaults=True`` keeps the background dispatcher as shipped."""
     from cel_whatsapp import WhatsappConnector
 
     options: dict[str, Any] = {}
-    if dispatch == "background":
+    if dispatch == "background" and defaults:
+        options["dispatch"] = "background"
+    elif dispatch == "background":
         # Raised queue bound: the row measures acks while thousands of
         # 2-second answers wait, not the back-pressure policy that refuses
         # webhooks (503) past the default 1,000 pending per worker.
