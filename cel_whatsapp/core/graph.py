@@ -16,9 +16,10 @@ from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
 
-from ..config import DEFAULT_TIMEOUT, clean_secret
+from ..config import DEFAULT_GRAPH_POOL_SIZE, DEFAULT_TIMEOUT, clean_secret
 from ..errors import (
     ConfigurationError,
     GraphAPIError,
@@ -255,6 +256,11 @@ class GraphClient:
     @staticmethod
     def _new_session(base_url: str) -> requests.Session:
         session = requests.Session()
+        # As many pooled connections as background threads may send at once:
+        # past its pool size (10 by default) urllib3 closes each extra
+        # connection after its send, and the next send opens another.
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, HTTPAdapter(pool_maxsize=DEFAULT_GRAPH_POOL_SIZE))
         session.trust_env = False
         session.proxies.update(get_environ_proxies(base_url))
         bundle = _environ_ca_bundle()
