@@ -759,7 +759,11 @@ class BackgroundDispatcher(Dispatcher):
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def _release_threads(self) -> None:
-        """Wake every idle thread so that it ends (caller holds the lock; never blocks)."""
+        """Wake every idle thread so that it ends (caller holds the lock).
+
+        Blocks at most while :meth:`_grow` starts a thread: a shutdown may run
+        when the process is about to be killed.
+        """
         with self._spawn_lock:
             for _ in self._threads:
                 self._inbox.put(None)
