@@ -206,11 +206,20 @@ def _connector(
     stream_mode: str = "full",
     dispatch: str | None = None,
     defaults: bool = False,
+    throughput: float | None = None,
 ) -> Flask:
-    """The connector; ``defaults=True`` keeps the background dispatcher as shipped."""
+    """The connector; ``defaults=True`` keeps the background dispatcher as shipped.
+
+    ``throughput`` sets the business number's messages per second for the
+    delivery rate control, where the connector has one (``None``: its default).
+    """
     from cel_whatsapp import WhatsappConnector
 
     options: dict[str, Any] = {}
+    if throughput is not None and connector_accepts("delivery_rate_control"):
+        from cel_whatsapp.core.rates import RateControl
+
+        options["delivery_rate_control"] = RateControl(messages_per_second=throughput)
     if dispatch == "background" and defaults:
         options["dispatch"] = "background"
     elif dispatch == "background":
