@@ -35,6 +35,9 @@ class HeldGraphAPI(FakeGraphAPI):
 
     def __init__(self) -> None:
         super().__init__(token=TOKEN)
+        # Every lead's thread connects at once: a listen backlog of 5
+        # (socketserver's default) could drop connections.
+        self._server.socket.listen(128)
         self.gate = threading.Event()
         self.changed = threading.Condition()
         self.in_flight = 0
