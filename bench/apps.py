@@ -220,12 +220,27 @@ _ASSISTANTS = {"echo": _echo, "silent": _silent, "slow": _slow, "streaming": _st
 
 
 def _connector(
-    assistant: str = "echo", stream_mode: str = "full", dispatch: str | None = None
+    assistant: str = "echo",
+    stream_mode: str = "full",
+    dispatch: str | None = None,
+    defaults: bool = False,
+    throughput: float | None = None,
 ) -> Flask:
+    """The connector; ``defaults=True`` keeps the background dispatcher as shipped.
+
+    ``throughput`` sets the business number's messages per second for the
+    delivery rate control, where the connector has one (``None``: its default).
+    """
     from cel_whatsapp import WhatsappConnector
 
     options: dict[str, Any] = {}
-    if dispatch == "background":
+    if throughput is not None and connector_accepts("delivery_rate_control"):
+        from cel_whatsapp.core.rates import RateControl
+
+        options["delivery_rate_control"] = RateControl(messages_per_second=throughput)
+    if dispatch == "background" and defaults:
+        options["dispatch"] = "background"
+    elif dispatch == "background":
         # Raised queue bound: the row measures acks while thousands of
         # 2-second answers wait, not the back-pressure policy that refuses
         # webhooks (503) past the default 1,000 pending per worker.

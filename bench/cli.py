@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import parse_cost, scenarios
+from . import parse_cost, scenarios, throughput
 from .load import wrk_available
 from .results import load_table, parse_table, stream_table
 from .server import FakeGraphProcess, byte_compile
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("load", "stream", "parse"),
+        choices=("load", "stream", "parse", "throughput"),
         action="append",
         help="run only these parts (repeatable)",
     )
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    parts = set(args.only or ("load", "stream", "parse"))
+    parts = set(args.only or ("load", "stream", "parse", "throughput"))
     duration = args.duration or (1.0 if args.smoke else 9.0)
     rounds = 1 if args.smoke else 3
     use_wrk = False if args.python_load else wrk_available()
@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> None:
             print("\n4. Parse cost in-process (best of repeats, all payloads timed in turns)\n")
             print(parse_table(parse), flush=True)
             failed |= any(t.passed is False for r in parse for t in r.targets)
+        if "throughput" in parts:
+            rows = throughput.measure(
+                Path(workdir), duration=duration, rounds=rounds, use_wrk=use_wrk, smoke=args.smoke
+            )
+            print("\n5. Background dispatch: answered messages/s, and CPU against inline\n")
+            print(throughput.throughput_table(rows), flush=True)
+            failed |= any(t.passed is False for r in rows for t in r.targets)
 
     took = time.monotonic() - started
     if pywa_note:

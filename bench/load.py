@@ -18,6 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
+#: The same, with a pause before each request (``pause_ms``).
+PACED_LUA_SCRIPT = Path(__file__).resolve().parent / "wrk_paced.lua"
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,27 @@ def wrk_available() -> bool:
 
 
 def run_load(
-    url: str, bodies: Path, *, duration: float, connections: int = 16, use_wrk: bool | None = None
+    url: str,
+    bodies: Path,
+    *,
+    duration: float,
+    connections: int = 16,
+    use_wrk: bool | None = None,
+    pause_ms: float = 0.0,
 ) -> LoadResult:
-    """Drive ``url`` with the bodies file; ``wrk`` when available unless ``use_wrk=False``."""
+    """Drive ``url`` with the bodies file; ``wrk`` when available unless ``use_wrk=False``.
+
+    ``pause_ms`` makes each connection wait that long before each request,
+    which paces the load at about ``connections / (pause + latency)`` a second.
+    """
     if use_wrk is None:
         use_wrk = wrk_available()
     _check_local(url)
     if use_wrk:
-        return _run_wrk(url, bodies, duration=duration, connections=connections)
-    return asyncio.run(_run_python(url, bodies, duration=duration, connections=connections))
+        return _run_wrk(url, bodies, duration=duration, connections=connections, pause_ms=pause_ms)
+    return asyncio.run(
+        _run_python(url, bodies, duration=duration, connections=connections, pause_ms=pause_ms)
+    )
 
 
 def _check_local(url: str) -> None:
@@ -57,8 +71,11 @@ def _check_local(url: str) -> None:
         raise ValueError("load is only ever sent to 127.0.0.1")
 
 
-def _run_wrk(url: str, bodies: Path, *, duration: float, connections: int) -> LoadResult:
+def _run_wrk(
+    url: str, bodies: Path, *, duration: float, connections: int, pause_ms: float = 0.0
+) -> LoadResult:
     threads = min(2, connections)  # wrk needs a connection per thread
+    paced = [str(round(pause_ms))] if pause_ms > 0 else []
     command = [
         "wrk",
         f"-t{threads}",
@@ -67,11 +84,12 @@ def _run_wrk(url: str, bodies: Path, *, duration: float, connections: int) -> Lo
         "--timeout",
         "10s",
         "-s",
-        str(LUA_SCRIPT),
+        str(PACED_LUA_SCRIPT if paced else LUA_SCRIPT),
         url,
         "--",
         str(bodies),
         str(threads),
+        *paced,
     ]
     completed = subprocess.run(
         command, capture_output=True, text=True, check=True, timeout=duration + 60
@@ -109,7 +127,9 @@ def _read_bodies(path: Path) -> list[tuple[str, bytes]]:
     return lines
 
 
-async def _run_python(url: str, bodies: Path, *, duration: float, connections: int) -> LoadResult:
+async def _run_python(
+    url: str, bodies: Path, *, duration: float, connections: int, pause_ms: float = 0.0
+) -> LoadResult:
     parts = urlsplit(url)
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
     items = _read_bodies(bodies)
@@ -124,6 +144,8 @@ async def _run_python(url: str, bodies: Path, *, duration: float, connections: i
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
         while time.perf_counter() < deadline:
+            if pause_ms > 0:
+                await asyncio.sleep(pause_ms / 1000)
             signature, body = items[next_index % len(items)]
             next_index += 1
             request = (

@@ -42,8 +42,19 @@ DEFAULT_MEDIA_MAX_BYTES: Final = 100 * 1024 * 1024
 DEFAULT_DEDUP_TTL: Final = 7 * 24 * 3600.0
 #: How many message ids ``InMemoryStore`` keeps at most (oldest forgotten first).
 DEFAULT_DEDUP_MAX_ENTRIES: Final = 100_000
-#: Background dispatch: threads answering messages in each process.
-DEFAULT_MAX_WORKERS: Final = 8
+#: Background dispatch: the most threads answering messages in each process.
+#: They start as the answers in flight need them, and each mostly waits (on
+#: the assistant, and on the Graph API: 100-300 ms a send) with the GIL
+#: released, so a worker answers about ``max_workers / seconds per answer``
+#: messages a second: 64 threads and 150 ms sends, about 400 a second.
+#: A thread that has answered keeps about 45 KiB resident (see README).
+DEFAULT_MAX_WORKERS: Final = 64
+#: ``max_workers`` above this is refused (a typo, not a pool size).
+MAX_WORKERS_LIMIT: Final = 1024
+#: Connections kept open to the Graph API by the ``requests.Session`` a
+#: connector builds: one per background thread that may send at once, so
+#: that none is closed after its send and opened again (a TLS handshake).
+DEFAULT_GRAPH_POOL_SIZE: Final = DEFAULT_MAX_WORKERS
 #: Background dispatch: messages accepted but not yet answered, per process.
 #: Past this the webhook waits ``DEFAULT_FULL_TIMEOUT`` seconds for room, then
 #: answers 503 so that Meta delivers the refused messages again later.

@@ -5,7 +5,12 @@ handy in tests and tiny sites, but a slow assistant delays the webhook's 200
 and Meta delivers the same update again (deduplication then drops the copy).
 
 :class:`BackgroundDispatcher` (the default) lets the webhook answer 200 at
-once and answers the messages on a bounded pool of threads:
+once and answers the messages on a bounded pool of threads, started as the
+answers in flight need them (up to ``max_workers`` per process). An answer
+spends most of its time waiting: on the assistant (a language model) and on
+the Graph API (100-300 ms a send), with the GIL released, so many threads
+overlap those waits; each answer keeps its thread from its first send to its
+last, which is what keeps one lead's messages one at a time:
 
 - messages of one lead are answered one at a time, ordered by the message
   timestamp, then by arrival; different leads are answered in parallel;
@@ -37,6 +42,7 @@ import atexit
 import heapq
 import itertools
 import logging
+import math
 import os
 import re
 import secrets
@@ -44,9 +50,9 @@ import socket
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
 from .. import config
@@ -266,13 +272,15 @@ _live_lock = threading.Lock()
 class BackgroundDispatcher(Dispatcher):
     """Answers messages on a bounded thread pool, one at a time per lead.
 
-    ``max_workers`` threads answer; at most ``max_pending`` messages are
+    Up to ``max_workers`` threads answer, started as the answers in flight
+    need them (at most 1,024); at most ``max_pending`` messages are
     accepted but unanswered; past that :meth:`submit` waits ``full_timeout``
     seconds for room, then refuses (the webhook answers 503 and Meta delivers
     again). ``lease_ttl`` is how long a dead worker's hold on a lead lasts
     (with ``RedisStore``). ``shutdown_timeout`` bounds a whole shutdown (at
-    interpreter exit, or :meth:`shutdown` without a timeout). An answer running past ``slow_answer_after``
-    seconds is logged as slow (``None``: never).
+    interpreter exit, or :meth:`shutdown` without a timeout). An answer
+    running past ``slow_answer_after`` seconds is logged as slow (``None``:
+    never). Values out of range raise ``ValueError`` at once.
     """
 
     mode = "background"
@@ -289,8 +297,12 @@ class BackgroundDispatcher(Dispatcher):
         name: str = "cel-whatsapp",
         slow_answer_after: float | None = config.DEFAULT_SLOW_ANSWER_AFTER,
     ) -> None:
-        if max_workers < 1 or max_pending < 1:
-            raise ValueError("max_workers and max_pending must be at least 1")
+        _check_count("max_workers", max_workers, 1, config.MAX_WORKERS_LIMIT)
+        _check_count("max_pending", max_pending, 1, None)
+        _check_seconds("full_timeout", full_timeout, zero=True)
+        _check_seconds("lease_ttl", lease_ttl, zero=False)
+        _check_seconds("shutdown_timeout", shutdown_timeout, zero=True)
+        _check_seconds("poll_interval", poll_interval, zero=False)
         self.max_workers = max_workers
         self.max_pending = max_pending
         self.full_timeout = full_timeout
@@ -298,8 +310,8 @@ class BackgroundDispatcher(Dispatcher):
         self.shutdown_timeout = shutdown_timeout
         self.poll_interval = poll_interval
         self.name = name
-        if slow_answer_after is not None and slow_answer_after <= 0:
-            raise ValueError("slow_answer_after must be positive (or None to turn it off)")
+        if slow_answer_after is not None:
+            _check_seconds("slow_answer_after", slow_answer_after, zero=False, none=True)
         self.slow_answer_after = slow_answer_after
         self._store: Store | None = None
         self._pid: int | None = None
@@ -316,11 +328,20 @@ class BackgroundDispatcher(Dispatcher):
 
     def _reset(self) -> None:
         """Fresh per-process state (also after a fork: threads do not survive it)."""
+        # One lock for the state below. Threads waiting for room (submit) or
+        # for the end (drain) wait on the condition, and are woken only when
+        # some wait (_waiters): answering never wakes threads for nothing.
         self._cond = threading.Condition()
+        self._waiters = 0
         self._queues: dict[str, list[_Item]] = {}
         self._busy: set[str] = set()  # leads whose turn is granted (queued to run or running)
         self._waiting: set[str] = set()  # leads with queued items, turn not granted (Redis)
-        self._ready: deque[_Item] = deque()
+        # Granted items not started yet, by id(item) (for the shutdown's list).
+        self._ready: dict[int, _Item] = {}
+        # The same items for the threads: a put wakes one idle thread, no more.
+        self._inbox: SimpleQueue[_Item | None] = SimpleQueue()
+        self._granted = 0  # items granted and not finished: ready or running
+        self._spawn_lock = threading.Lock()
         self._unfinished = 0
         self._closed = False
         self._stopped = False
@@ -371,7 +392,7 @@ class BackgroundDispatcher(Dispatcher):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    self._cond.wait(remaining)
+                    self._wait(remaining)
                 if self._closed or self._unfinished >= self.max_pending:
                     refused.append(message)
                 else:
@@ -395,9 +416,9 @@ class BackgroundDispatcher(Dispatcher):
                         self._grant_head(lead)
                     else:
                         self._waiting.add(lead)
-            self._cond.notify_all()
         if self._leases is not None:
             self._wake.set()
+        self._grow()
         return refused
 
     def _item(self, message: Message, handle: Handler) -> _Item:
@@ -436,12 +457,6 @@ class BackgroundDispatcher(Dispatcher):
                         "Redis unreachable (%s): messages are ordered within this process only",
                         type(exc).__name__,
                     )
-            for index in range(self.max_workers):
-                thread = threading.Thread(
-                    target=self._work, args=(index,), name=f"{self.name}-{index}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
             if self._leases is not None:
                 turns = threading.Thread(
                     target=self._turn_loop,
@@ -454,16 +469,33 @@ class BackgroundDispatcher(Dispatcher):
             self._watch.start()
             self._pid = os.getpid()
 
+    def _grow(self) -> None:
+        """Start threads while granted answers outnumber them (up to ``max_workers``)."""
+        if self._granted <= len(self._threads) or len(self._threads) >= self.max_workers:
+            return
+        with self._spawn_lock:
+            while (
+                self._granted > len(self._threads)
+                and len(self._threads) < self.max_workers
+                and not self._stopped
+            ):
+                index = len(self._threads)
+                thread = threading.Thread(
+                    target=self._work, args=(index,), name=f"{self.name}-{index}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
     def _work(self, slot: int) -> None:
+        inbox = self._inbox
         with stop_waiting_on(self._give_up):
             while True:
+                item = inbox.get()
                 with self._cond:
-                    while not self._ready and not self._stopped:
-                        self._cond.wait()
-                    if self._stopped:
+                    if item is None or self._stopped:
                         return  # what is still queued was logged by the shutdown
-                    item = self._ready.popleft()
-                self._watch.begin(slot, item.message)
+                    del self._ready[id(item)]
+                    self._watch.begin(slot, item.message)
                 try:
                     self._run(item.message, item.handle)
                 finally:
@@ -476,10 +508,20 @@ class BackgroundDispatcher(Dispatcher):
         self._grant(item)
 
     def _grant(self, item: _Item) -> None:
+        """Hand ``item`` to the threads (caller holds the lock; then calls _grow)."""
         self._waiting.discard(item.lead)
         self._busy.add(item.lead)
-        self._ready.append(item)
-        self._cond.notify_all()
+        self._ready[id(item)] = item
+        self._granted += 1
+        self._inbox.put(item)
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait on the condition until notified or ``timeout`` (caller holds the lock)."""
+        self._waiters += 1
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._waiters -= 1
 
     def _done(self, item: _Item) -> None:
         leases = self._leases
@@ -493,17 +535,19 @@ class BackgroundDispatcher(Dispatcher):
                 )
         with self._cond:
             self._unfinished -= 1
+            self._granted -= 1
             self._busy.discard(item.lead)
             queue = self._queues.get(item.lead)
             if queue:
                 if leases is None or queue[0].member is None:
-                    self._grant_head(item.lead)
+                    self._grant_head(item.lead)  # one out, one in: no thread to start
                 else:
                     self._waiting.add(item.lead)
                     self._wake.set()
             else:
                 self._queues.pop(item.lead, None)
-            self._cond.notify_all()
+            if self._waiters:
+                self._cond.notify_all()
 
     def _turn_loop(self, leases: RedisLeases) -> None:
         """Ask Redis, for each waiting lead, whether its turn came; keep leases alive."""
@@ -523,6 +567,7 @@ class BackgroundDispatcher(Dispatcher):
                     else:
                         heads.append((lead, head))
                 busy = list(self._busy)
+            self._grow()
             try:
                 if time.monotonic() >= next_beat:
                     leases.heartbeat(busy)
@@ -539,6 +584,7 @@ class BackgroundDispatcher(Dispatcher):
             with self._cond:
                 for (lead, item), result in zip(heads, results, strict=True):
                     self._apply_turn(leases, lead, item, result)
+            self._grow()
 
     def _apply_turn(self, leases: RedisLeases, lead: str, item: _Item, result: Any) -> None:
         """Act on one answer of the turn script (caller holds the lock)."""
@@ -594,6 +640,7 @@ class BackgroundDispatcher(Dispatcher):
                 for lead, _item in heads:
                     if lead not in self._busy and self._queues.get(lead):
                         self._grant_head(lead)
+            self._grow()
         time.sleep(self.poll_interval)
 
     # -- waiting and stopping ------------------------------------------------------------
@@ -604,12 +651,12 @@ class BackgroundDispatcher(Dispatcher):
         with self._cond:
             while self._unfinished > 0:
                 if deadline is None:
-                    self._cond.wait()
+                    self._wait(None)
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._wait(remaining)
         return True
 
     def shutdown(self, timeout: float | None = None) -> bool:
@@ -650,7 +697,7 @@ class BackgroundDispatcher(Dispatcher):
     def _left(self) -> tuple[list[str], list[str]]:
         """Ids of the accepted messages not answered: (queued, in progress). Caller holds the lock."""
         items = [item for queue in self._queues.values() for item in queue]
-        items.extend(self._ready)
+        items.extend(self._ready.values())
         queued = [item.message.id for item in sorted(items)]
         return queued, [message.id for message in self._watch.running()]
 
@@ -663,6 +710,7 @@ class BackgroundDispatcher(Dispatcher):
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+            self._release_threads()
             if self._unfinished == 0:
                 return True
             queued, running = self._left()
@@ -686,6 +734,7 @@ class BackgroundDispatcher(Dispatcher):
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+            self._release_threads()
         self._wake.set()
         # The threads are daemons: joining is only tidiness, so each join gets
         # what is left of the budget, never more. The turn loop goes first: it
@@ -708,6 +757,37 @@ class BackgroundDispatcher(Dispatcher):
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _release_threads(self) -> None:
+        """Wake every idle thread so that it ends (caller holds the lock).
+
+        Blocks at most while :meth:`_grow` starts a thread: a shutdown may run
+        when the process is about to be killed.
+        """
+        with self._spawn_lock:
+            for _ in self._threads:
+                self._inbox.put(None)
+
+
+def _check_count(name: str, value: object, least: int, most: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, not {value!r}")
+    if value < least or (most is not None and value > most):
+        bound = f"from {least} to {most}" if most is not None else f"at least {least}"
+        raise ValueError(f"{name} must be {bound}, not {value}")
+
+
+def _check_seconds(name: str, value: object, *, zero: bool, none: bool = False) -> None:
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value >= 0 if zero else value > 0)
+    )
+    if not ok:
+        kind = "zero or more" if zero else "positive"
+        extra = " (or None to turn it off)" if none else ""
+        raise ValueError(f"{name} must be a number of seconds, {kind}{extra}, not {value!r}")
 
 
 def _log_ids(level: int, what: str, ids: list[str]) -> None:

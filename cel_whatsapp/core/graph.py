@@ -15,8 +15,9 @@ from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 
-from ..config import DEFAULT_TIMEOUT, clean_secret
+from ..config import DEFAULT_GRAPH_POOL_SIZE, DEFAULT_TIMEOUT, clean_secret
 from ..errors import (
     ConfigurationError,
     GraphAPIError,
@@ -276,6 +277,11 @@ class GraphClient:
         # The environment's proxies and CA bundle, read once and then set on
         # the session explicitly.
         found = session.merge_environment_settings(base_url, {}, None, None, None)
+        # As many pooled connections as background threads may send at once:
+        # past its pool size (10 by default) urllib3 closes each extra
+        # connection after its send, and the next send opens another.
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, HTTPAdapter(pool_maxsize=DEFAULT_GRAPH_POOL_SIZE))
         session.trust_env = False
         session.proxies.update(found["proxies"])
         session.verify = found["verify"]
