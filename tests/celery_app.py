@@ -12,7 +12,7 @@ The assistant, by message text:
 
 - ``block <tag>``: sends ``first half of <tag>.``, notes its process id in
   the Redis list ``test:events``, waits until the file ``<gates>/<tag>``
-  exists, then sends ``second half of <tag>.``;
+  (or ``<gates>/all``) exists, then sends ``second half of <tag>.``;
 - ``order <lead> <n>``: notes its start and end in ``test:events`` around a
   short sleep, and answers ``answer <lead> <n>``;
 - anything else: ``echo: <text>``.
@@ -34,6 +34,8 @@ from cel_whatsapp import Message, RedisStore, WhatsappConnector
 from cel_whatsapp.celery import CeleryDispatcher
 
 EVENTS = "test:events"
+#: A gate file that opens every gate (when the tests end).
+OPEN_ALL = "all"
 
 
 def make_assistant(store: RedisStore, gates: Path | None) -> Any:
@@ -45,7 +47,9 @@ def make_assistant(store: RedisStore, gates: Path | None) -> Any:
             yield f"first half of {tag}. "
             store.client.rpush(EVENTS, json.dumps({"block": tag, "pid": os.getpid()}))
             deadline = time.monotonic() + 60
-            while not (gates / tag).exists() and time.monotonic() < deadline:
+            while time.monotonic() < deadline and not any(
+                (gates / name).exists() for name in (tag, OPEN_ALL)
+            ):
                 time.sleep(0.05)
             yield f"second half of {tag}."
         elif words[:1] == ["order"]:
@@ -78,6 +82,7 @@ def build(
     store = RedisStore.from_url(store_url)
     connector = WhatsappConnector(
         read_receipts=False,
+        stream_mode="direct",  # each chunk is one message, at once
         store=store,
         dispatch=CeleryDispatcher(celery_app, lease_ttl=lease_ttl),
         assistant=make_assistant(store, gates),
