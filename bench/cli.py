@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("load", "stream", "parse"),
+        choices=("load", "stream", "parse", "celery"),
         action="append",
         help="run only these parts (repeatable)",
     )
@@ -85,6 +85,15 @@ def main(argv: list[str] | None = None) -> None:
             print("\n4. Parse cost in-process (best of repeats, all payloads timed in turns)\n")
             print(parse_table(parse), flush=True)
             failed |= any(t.passed is False for r in parse for t in r.targets)
+
+        if "celery" in parts:  # only when asked: it needs the celery extra and redis-server
+            from . import celery_rows
+
+            rows = celery_rows.measure(
+                Path(workdir), duration=duration, use_wrk=use_wrk, smoke=args.smoke
+            )
+            print("\nCelery dispatch: Graph API answering after 150 ms, 1,000 senders\n")
+            print(celery_rows.celery_table(rows), flush=True)
 
     took = time.monotonic() - started
     print(f"\nDone in {took:.0f} s." + (" Some targets FAILED." if failed else ""))

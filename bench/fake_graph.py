@@ -15,7 +15,9 @@ when the text carries a ``(end <ns>)`` marker, the time the assistant
 finished that sentence. ``GET /_stats`` returns what it recorded as JSON and
 ``POST /_reset`` forgets it, except the totals by the replies' first two
 words (``POST /_reset_totals``), which tell rows apart when several servers
-reply at once.
+reply at once. ``--delay SECONDS`` makes every ``/messages`` call wait that
+long before its answer, as the real Graph API does (100-300 ms); the arrival
+is recorded at once.
 """
 
 from __future__ import annotations
@@ -84,8 +86,9 @@ def _error(status: int, code: int, message: str) -> bytes:
 class FakeGraph:
     """The asyncio server; one instance per process."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.recorder = Recorder()
+        self.delay = delay
         self._ids = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -104,7 +107,10 @@ class FakeGraph:
                         headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
-                writer.write(self.respond(method, path, headers, body))
+                answer = self.respond(method, path, headers, body)
+                if self.delay and path.endswith("/messages"):
+                    await asyncio.sleep(self.delay)
+                writer.write(answer)
                 if headers.get("connection", "").lower() == "close":
                     await writer.drain()
                     return
@@ -158,8 +164,8 @@ class FakeGraph:
         return _answer(200, answer.encode())
 
 
-async def serve(port: int) -> None:
-    fake = FakeGraph()
+async def serve(port: int, delay: float = 0.0) -> None:
+    fake = FakeGraph(delay)
     server = await asyncio.start_server(fake.handle, "127.0.0.1", port, backlog=512)
     bound = server.sockets[0].getsockname()[1]
     # The parent process reads this line to learn the port.
@@ -172,9 +178,12 @@ async def serve(port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds before each /messages answer"
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, args.delay))
 
 
 if __name__ == "__main__":

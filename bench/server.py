@@ -89,11 +89,11 @@ def children_of(parent: int) -> list[int]:
 
 
 class FakeGraphProcess:
-    """``python -m bench.fake_graph`` in its own process."""
+    """``python -m bench.fake_graph`` in its own process (``delay``: see its ``--delay``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_graph"],
+            [sys.executable, "-m", "bench.fake_graph", "--delay", repr(delay)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

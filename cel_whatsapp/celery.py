@@ -196,6 +196,11 @@ class CeleryDispatcher(Dispatcher):
                     serializer="json",
                     retry=True,
                     retry_policy=dict(PUBLISH_RETRY_POLICY),
+                    # What Celery shows of the job (worker logs, Flower, events): the
+                    # message id, never its text or the user's number. Also spares a
+                    # costly repr of the payload on every publish.
+                    argsrepr="()",
+                    kwargsrepr=f"{{'message': {ordered[index].id!r}}}",
                 )
             except Exception as exc:  # kombu's OperationalError and whatever the transport raises
                 left = ordered[index:]

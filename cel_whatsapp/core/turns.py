@@ -194,14 +194,22 @@ class LeadTurns:
         if not entries:
             return []
         now = str(_now_ms())
-        pipe = self.client.pipeline(transaction=False)
-        for lead, message_key, timestamp in entries:
-            self._enqueue(
-                keys=[self.store.key("jobs", "arrivals"), self._queue(lead)],
-                args=[repr(timestamp), now, message_key, QUEUE_TTL_MS],
-                client=pipe,
+        calls = [
+            (
+                [self.store.key("jobs", "arrivals"), self._queue(lead)],
+                [repr(timestamp), now, message_key, QUEUE_TTL_MS],
             )
+            for lead, message_key, timestamp in entries
+        ]
         try:
+            if len(calls) == 1:
+                # Most POSTs hold one message; a pipeline costs more to build
+                # (redis-py copies its response callbacks) than the call itself.
+                keys, args = calls[0]
+                return [_text(self._enqueue(keys=keys, args=args))]
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                self._enqueue(keys=keys, args=args, client=pipe)
             return [_text(member) for member in pipe.execute()]
         except self.errors as exc:
             raise StoreError(
