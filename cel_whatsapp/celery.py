@@ -32,7 +32,6 @@ The ``celery`` package is an optional dependency:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import weakref
@@ -252,27 +251,18 @@ class CeleryDispatcher(Dispatcher):
         lead = lead_key(message)
         token = new_token()
         try:
-            if turns.is_done(key):
-                logger.info("message %s was answered already: this copy sends nothing", message.id)
-                return "done"
             if member is None:
                 member = turns.enqueue([(lead, key, _stamp(message))])[0]
-            turn = turns.take(lead, member, _stamp(message), token, handoff)
+            turn = turns.take(lead, member, key, _stamp(message), token, handoff)
         except StoreError as exc:
             logger.warning("job for message %s waits for Redis: %s", message.id, exc)
             job.retry(STORE_RETRY_COUNTDOWN)
+        if turn.done:
+            logger.info("message %s was answered already: this copy sends nothing", message.id)
+            return "done"
         if not turn.granted:
             job.retry(_poll_countdown(turn), member=turn.member)
         with turns.holding(lead, token):
-            try:
-                if turns.is_done(key):
-                    turns.finish(lead, turn.member, token, key, done=False)
-                    logger.info("message %s was answered already: nothing sent", message.id)
-                    return "done"
-            except StoreError as exc:
-                _give_back(turns, lead, turn.member, token, key)
-                logger.warning("job for message %s waits for Redis: %s", message.id, exc)
-                job.retry(STORE_RETRY_COUNTDOWN)
             try:
                 deferral = self._answer(core, message, rest, deferrals)
             except Exception:
@@ -429,12 +419,6 @@ def _report(core: WhatsappCore, message: Message, error: GraphAPIError) -> None:
         handler(message, error)
     except Exception:
         logger.exception("the on_send_error handler raised on message %s", message.id)
-
-
-def _give_back(turns: LeadTurns, lead: str, member: str, token: str, key: str) -> None:
-    """Release the lease without marking anything done (the job runs again)."""
-    with contextlib.suppress(StoreError):  # else the lease expires by itself
-        turns.finish(lead, member, token, key, done=False)
 
 
 def _mark_done(

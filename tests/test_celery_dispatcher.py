@@ -357,32 +357,57 @@ def turns(redis_url: str, redis_client: Any) -> LeadTurns:
 
 def test_turns_follow_timestamps_then_arrival(turns: LeadTurns) -> None:
     late, early, tie = turns.enqueue([("L", "k1", 20.0), ("L", "k2", 10.0), ("L", "k3", 10.0)])
-    assert not turns.take("L", late, 20.0, new_token()).granted
-    assert turns.take("L", tie, 10.0, new_token()).ahead == 1
+    assert not turns.take("L", late, "k1", 20.0, new_token()).granted
+    assert turns.take("L", tie, "k3", 10.0, new_token()).ahead == 1
     token = new_token()
-    assert turns.take("L", early, 10.0, token).granted
-    assert not turns.take("L", tie, 10.0, new_token()).granted  # the lease is held
+    assert turns.take("L", early, "k2", 10.0, token).granted
+    assert not turns.take("L", tie, "k3", 10.0, new_token()).granted  # the lease is held
     turns.finish("L", early, token, "k2", done=True)
     assert turns.is_done("k2")
-    assert turns.take("L", tie, 10.0, new_token()).granted
+    assert turns.take("L", tie, "k3", 10.0, new_token()).granted
+
+
+def test_a_copy_of_a_done_job_is_told_so_and_leaves_no_trace(
+    turns: LeadTurns, redis_client: Any
+) -> None:
+    (member,) = turns.enqueue([("L", "k1", 1.0)])
+    token = new_token()
+    assert turns.take("L", member, "k1", 1.0, token).granted
+    turns.finish("L", member, token, "k1", done=True)
+    (again,) = turns.enqueue([("L", "k1", 1.0)])  # the copy queued again
+    turn = turns.take("L", again, "k1", 1.0, new_token())
+    assert turn.done and not turn.granted
+    assert redis_client.keys("cel_whatsapp:jobqueue:*") == []
+    assert redis_client.keys("cel_whatsapp:joblease:*") == []
 
 
 def test_a_handed_off_lease_goes_to_its_retry_only(turns: LeadTurns) -> None:
     first, second = turns.enqueue([("L", "k1", 1.0), ("L", "k2", 2.0)])
     token, successor = new_token(), new_token()
-    assert turns.take("L", first, 1.0, token).granted
+    assert turns.take("L", first, "k1", 1.0, token).granted
     assert turns.hand_off("L", token, successor, 5.0)
     turns.finish("L", first, "not-the-holder", "k1", done=False)  # another run cannot free it
-    assert not turns.take("L", second, 2.0, new_token()).granted
-    assert turns.take("L", first, 1.0, new_token(), handoff=successor).granted
+    assert not turns.take("L", second, "k2", 2.0, new_token()).granted
+    assert turns.take("L", first, "k1", 1.0, new_token(), handoff=successor).granted
 
 
 def test_a_dead_runs_lease_expires(turns: LeadTurns) -> None:
     (member,) = turns.enqueue([("L", "k1", 1.0)])
-    assert turns.take("L", member, 1.0, new_token()).granted  # then the run dies
-    assert not turns.take("L", member, 1.0, new_token()).granted
+    assert turns.take("L", member, "k1", 1.0, new_token()).granted  # then the run dies
+    assert not turns.take("L", member, "k1", 1.0, new_token()).granted
     time.sleep(1.1)
-    assert turns.take("L", member, 1.0, new_token()).granted
+    assert turns.take("L", member, "k1", 1.0, new_token()).granted
+
+
+def test_a_lease_held_is_renewed_while_the_answer_runs(turns: LeadTurns) -> None:
+    (member,) = turns.enqueue([("L", "k1", 1.0)])
+    token = new_token()
+    assert turns.take("L", member, "k1", 1.0, token).granted
+    with turns.holding("L", token):
+        time.sleep(1.6)  # past the 1 s TTL
+        assert not turns.take("L", member, "k1", 1.0, new_token()).granted
+    time.sleep(1.1)
+    assert turns.take("L", member, "k1", 1.0, new_token()).granted  # no longer renewed
 
 
 def test_done_and_long_waiting_heads_are_skipped(
@@ -391,9 +416,9 @@ def test_done_and_long_waiting_heads_are_skipped(
     turns = LeadTurns(RedisStore.from_url(redis_url), lease_ttl=1.0, order_timeout=0.2)
     _done, _lost, mine = turns.enqueue([("L", "k1", 1.0), ("L", "k2", 2.0), ("L", "k3", 3.0)])
     redis_client.set("cel_whatsapp:dedup:k1", "done")
-    assert not turns.take("L", mine, 3.0, new_token()).granted  # k2 may still come
+    assert not turns.take("L", mine, "k3", 3.0, new_token()).granted  # k2 may still come
     time.sleep(0.3)
-    turn = turns.take("L", mine, 3.0, new_token())
+    turn = turns.take("L", mine, "k3", 3.0, new_token())
     assert turn.granted and turn.skipped == 1
     assert "skipped in that lead's order" in caplog.text
 
@@ -403,7 +428,7 @@ def test_an_entry_gone_is_queued_again_and_a_twin_never_blocks(
 ) -> None:
     (member,) = turns.enqueue([("L", "k1", 5.0)])
     redis_client.delete("cel_whatsapp:jobqueue:L")
-    turn = turns.take("L", member, 5.0, new_token())
+    turn = turns.take("L", member, "k1", 5.0, new_token())
     assert turn.granted and turn.member != member
     _twin, again = turns.enqueue([("M", "k9", 1.0), ("M", "k9", 1.0)])
-    assert turns.take("M", again, 1.0, new_token()).granted
+    assert turns.take("M", again, "k9", 1.0, new_token()).granted

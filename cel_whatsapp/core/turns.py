@@ -37,6 +37,7 @@ Cluster.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -62,11 +63,20 @@ redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return member
 """
 
-# KEYS: queue, lease. ARGV: member, score, token, handoff ('' for none), lease ms,
-# now ms, order timeout ms, dedup key prefix, queue ms.
-# Returns {granted (0/1), rank, skipped heads, member (renewed if queued again)}.
+# KEYS: queue, lease, the message's dedup key. ARGV: member, score, token,
+# handoff ('' for none), lease ms, now ms, order timeout ms, dedup key prefix,
+# queue ms. Returns {granted (1), waiting (0) or done (2), rank, skipped heads,
+# member (renewed if queued again)}.
 _TAKE = """
 local member = ARGV[1]
+if redis.call('GET', KEYS[3]) == 'done' then
+  -- Answered before (this is a copy): leave the queue, and a lease left to us.
+  redis.call('ZREM', KEYS[1], member)
+  if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) == ARGV[4] then
+    redis.call('DEL', KEYS[2])
+  end
+  return {2, 0, 0, member}
+end
 if not redis.call('ZSCORE', KEYS[1], member) then
   -- Our entry is gone (skipped as stale, or its queue expired): queue it
   -- again at its timestamp, as a fresh entry.
@@ -143,6 +153,8 @@ class Turn:
 
     #: Whether the lease was taken: the job answers now.
     granted: bool
+    #: Whether the message was answered before (a copy of its job): nothing to do.
+    done: bool
     #: How many entries come before the job's own in its lead's queue (0 when granted).
     ahead: int
     #: The job's entry in the queue (a new one if it had to be queued again).
@@ -239,16 +251,25 @@ class LeadTurns:
         return bool(value == DONE)
 
     def take(
-        self, lead: str, member: str, timestamp: float, token: str, handoff: str | None = None
+        self,
+        lead: str,
+        member: str,
+        message_key: str,
+        timestamp: float,
+        token: str,
+        handoff: str | None = None,
     ) -> Turn:
         """Take ``lead``'s lease for the run ``token`` if ``member`` is at the head.
 
         ``handoff``: the token an earlier run of the same job left the lease
-        under (:meth:`hand_off`); it is taken whatever the queue says.
+        under (:meth:`hand_off`); it is taken whatever the queue says. A
+        message already done is not queued nor given the lease
+        (``Turn.done``): checked in the same script, so a copy of a job never
+        answers a message another copy finished meanwhile.
         """
         try:
-            granted, ahead, skipped, renewed = self._take(
-                keys=[self._queue(lead), self._lease(lead)],
+            state, ahead, skipped, renewed = self._take(
+                keys=[self._queue(lead), self._lease(lead), self._done_key(message_key)],
                 args=[
                     member,
                     repr(timestamp),
@@ -265,7 +286,7 @@ class LeadTurns:
             raise StoreError(
                 f"could not reach Redis to order a lead ({type(exc).__name__})"
             ) from exc
-        turn = Turn(bool(granted), int(ahead or 0), _text(renewed), int(skipped or 0))
+        turn = Turn(state == 1, state == 2, int(ahead or 0), _text(renewed), int(skipped or 0))
         if turn.skipped:
             logger.warning(
                 "%d message(s) of a lead waited more than %.0fs at the head of its queue "
@@ -308,33 +329,71 @@ class LeadTurns:
 
     @contextmanager
     def holding(self, lead: str, token: str) -> Iterator[None]:
-        """Renew run ``token``'s lease on ``lead`` from a thread until the block ends."""
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=self._keep, args=(lead, token, stop), name="cel-whatsapp-lease", daemon=True
-        )
-        thread.start()
+        """Renew run ``token``'s lease on ``lead`` until the block ends.
+
+        One thread per process renews every lease held in it, every third of
+        ``lease_ttl``: a run costs no thread of its own.
+        """
+        self._renewals.add(token, lead)
         try:
             yield
         finally:
-            stop.set()
-            thread.join(5.0)
+            self._renewals.discard(token)
 
-    def _keep(self, lead: str, token: str, stop: threading.Event) -> None:
-        lost = False
-        while not stop.wait(self.lease_ttl / 3):
-            try:
-                held = self.renew(lead, token)
-            except StoreError as exc:
-                logger.warning("could not renew the lease on a lead: %s", exc)
-                continue
-            if not held and not lost:
-                lost = True
-                logger.warning(
-                    "an answer outlived its lease on the lead (%.0fs without renewal): another "
-                    "message of that lead may be answered meanwhile",
-                    self.lease_ttl,
-                )
+    @property
+    def _renewals(self) -> _Renewals:
+        renewals = self.__dict__.get("_renewals_of_pid")
+        if renewals is None or renewals.pid != os.getpid():
+            with _RENEWALS_LOCK:  # made again after a fork: threads do not survive it
+                renewals = self.__dict__.get("_renewals_of_pid")
+                if renewals is None or renewals.pid != os.getpid():
+                    renewals = self.__dict__["_renewals_of_pid"] = _Renewals(self)
+        return renewals
+
+
+_RENEWALS_LOCK = threading.Lock()
+
+
+class _Renewals:
+    """The leases held in this process, renewed by one daemon thread."""
+
+    def __init__(self, turns: LeadTurns) -> None:
+        self.turns = turns
+        self.pid = os.getpid()
+        self.held: dict[str, str] = {}  # token -> lead
+        self.lock = threading.Lock()
+        self.lost: set[str] = set()
+        self.thread = threading.Thread(target=self._run, name="cel-whatsapp-leases", daemon=True)
+        self.thread.start()
+
+    def add(self, token: str, lead: str) -> None:
+        with self.lock:
+            self.held[token] = lead
+
+    def discard(self, token: str) -> None:
+        with self.lock:
+            self.held.pop(token, None)
+            self.lost.discard(token)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.turns.lease_ttl / 3)
+            with self.lock:
+                held = list(self.held.items())
+            for token, lead in held:
+                try:
+                    renewed = self.turns.renew(lead, token)
+                except StoreError as exc:
+                    logger.warning("could not renew the lease on a lead: %s", exc)
+                    break
+                if not renewed and token not in self.lost:
+                    with self.lock:
+                        self.lost.add(token)
+                    logger.warning(
+                        "an answer outlived its lease on the lead (%.0fs without renewal): "
+                        "another message of that lead may be answered meanwhile",
+                        self.turns.lease_ttl,
+                    )
 
 
 def _now_ms() -> int:
