@@ -41,7 +41,7 @@ NOW = int(time.time())
 @pytest.fixture(autouse=True)
 def _celery() -> None:
     if Celery is None:
-        skip_or_fail('celery is not installed (pip install -e ".[celery]")')
+        skip_or_fail('celery is not installed (pip install -e ".[test]")')
 
 
 class Published:
@@ -432,3 +432,43 @@ def test_an_entry_gone_is_queued_again_and_a_twin_never_blocks(
     assert turn.granted and turn.member != member
     _twin, again = turns.enqueue([("M", "k9", 1.0), ("M", "k9", 1.0)])
     assert turns.take("M", again, "k9", 1.0, new_token()).granted
+
+
+def test_a_worker_following_flasks_celery_pattern_answers_with_the_apps_settings(
+    redis_url: str, redis_client: Any, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flask's docs/patterns/celery.rst: tasks run inside an app context (``FlaskTask``)."""
+    from celery import Task
+    from flask import Flask
+
+    from cel_whatsapp.celery import CeleryDispatcher
+
+    flask_app = Flask("flask_pattern")
+    flask_app.config.update(
+        WHATSAPP_TOKEN=TOKEN,
+        WHATSAPP_PHONE_NUMBER_ID="106540352242922",
+        WHATSAPP_VERIFY_TOKEN="verify",
+        WHATSAPP_APP_SECRET=APP_SECRET,
+        WHATSAPP_BASE_URL=graph.base_url,
+    )
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with flask_app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery("flask_pattern", broker="memory://", task_cls=FlaskTask)
+    connector = WhatsappConnector(
+        assistant=lambda message: f"echo: {message.text}",
+        read_receipts=False,
+        store=RedisStore.from_url(redis_url),
+        dispatch=CeleryDispatcher(celery_app),
+    )
+    connector.init_app(flask_app)
+    published = _publish_to(connector, monkeypatch)
+    assert post_webhook(flask_app.test_client(), _body(("hello", NOW))).status_code == 200
+    (job,) = published.jobs
+    # Outside an app context this connector has no settings at all (none in the environment).
+    result = connector.dispatcher.task.apply(kwargs=job)  # type: ignore[attr-defined]
+    assert result.get() == "answered"
+    assert graph.sent_texts() == ["echo: hello"]

@@ -111,7 +111,7 @@ def cluster(
         import celery  # noqa: F401
         import redis
     except ImportError:
-        skip_or_fail('celery is not installed (pip install -e ".[test,celery]")')
+        skip_or_fail('celery is not installed (pip install -e ".[test]")')
     from .celery_app import OPEN_ALL, build
 
     directory = tmp_path_factory.mktemp("celery")

@@ -50,7 +50,7 @@ def test_celery_mode_answers_the_simulator_through_a_worker(tmp_path: Path) -> N
     try:
         import celery  # noqa: F401
     except ImportError:
-        skip_or_fail('celery is not installed (pip install -e ".[celery]")')
+        skip_or_fail('celery is not installed (pip install -e ".[test]")')
     port = free_port()
     env = {
         key: value
