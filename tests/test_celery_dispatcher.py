@@ -472,3 +472,29 @@ def test_a_worker_following_flasks_celery_pattern_answers_with_the_apps_settings
     result = connector.dispatcher.task.apply(kwargs=job)  # type: ignore[attr-defined]
     assert result.get() == "answered"
     assert graph.sent_texts() == ["echo: hello"]
+
+
+def test_the_readmes_scaling_out_example_publishes_and_answers(
+    redis_url: str, redis_client: Any, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_readme import _python_blocks
+
+    [block] = [b for b in _python_blocks() if "CeleryDispatcher(celery_app)" in b]
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    for key, value in {
+        "WHATSAPP_TOKEN": TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+        "WHATSAPP_VERIFY_TOKEN": "verify",
+        "WHATSAPP_APP_SECRET": APP_SECRET,
+        "WHATSAPP_BASE_URL": graph.base_url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    namespace: dict[str, Any] = {"__name__": "myproject"}
+    exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+    connector = namespace["whatsapp"]
+    published = _publish_to(connector, monkeypatch)
+    client = namespace["create_app"]().test_client()
+    assert post_webhook(client, _body(("hello", NOW))).status_code == 200
+    (job,) = published.jobs
+    assert _run(connector, job) == "answered"  # as a worker would, with no app context
+    assert graph.sent_texts() == ["You said: hello"]
