@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import config
-from .core.dedup import RedisStore, StoreError, message_key
+from .core.dedup import RedisStore, StoreError, message_key, safe_key
 from .core.deferral import Deferral, deferring
 from .core.dispatch import Dispatcher, Handler, lead_key
 from .core.jobs import job_payload, message_from_job
@@ -117,14 +117,22 @@ class CeleryDispatcher(Dispatcher):
         self._core: Callable[[], WhatsappCore] | None = None
         self._turns: LeadTurns | None = None
         self._jobs = _jobs_of(celery_app)
-        options = celery_app.conf.broker_transport_options or {}
-        visibility = float(options.get("visibility_timeout", config.REDIS_VISIBILITY_TIMEOUT))
-        #: No countdown is longer: the Redis broker delivers a job again once it has
-        #: been unacknowledged for ``visibility_timeout`` seconds, waiting or not.
-        self.max_countdown = max(1.0, visibility / 2)
 
     def __repr__(self) -> str:
         return f"CeleryDispatcher(name={self.name!r}, queue={self.queue!r})"
+
+    @property
+    def max_countdown(self) -> float:
+        """No retry waits longer: half the broker's ``visibility_timeout``.
+
+        The Redis broker delivers a job again once it has been unacknowledged
+        that long, and a job waiting for its countdown is unacknowledged too.
+        Read from the Celery app's configuration when needed, so it may be
+        configured after the dispatcher is built.
+        """
+        options = self.celery_app.conf.broker_transport_options or {}
+        visibility = float(options.get("visibility_timeout", config.REDIS_VISIBILITY_TIMEOUT))
+        return max(1.0, visibility / 2)
 
     @property
     def task(self) -> Any:
@@ -199,7 +207,7 @@ class CeleryDispatcher(Dispatcher):
                     # message id, never its text or the user's number. Also spares a
                     # costly repr of the payload on every publish.
                     argsrepr="()",
-                    kwargsrepr=f"{{'message': {ordered[index].id!r}}}",
+                    kwargsrepr=f"{{'message': {safe_key(ordered[index].id)!r}}}",
                 )
             except Exception as exc:  # kombu's OperationalError and whatever the transport raises
                 left = ordered[index:]
@@ -255,10 +263,12 @@ class CeleryDispatcher(Dispatcher):
                 member = turns.enqueue([(lead, key, _stamp(message))])[0]
             turn = turns.take(lead, member, key, _stamp(message), token, handoff)
         except StoreError as exc:
-            logger.warning("job for message %s waits for Redis: %s", message.id, exc)
+            logger.warning("job for message %s waits for Redis: %s", safe_key(message.id), exc)
             job.retry(STORE_RETRY_COUNTDOWN)
         if turn.done:
-            logger.info("message %s was answered already: this copy sends nothing", message.id)
+            logger.info(
+                "message %s was answered already: this copy sends nothing", safe_key(message.id)
+            )
             return "done"
         if not turn.granted:
             job.retry(_poll_countdown(turn), member=turn.member)
@@ -268,7 +278,7 @@ class CeleryDispatcher(Dispatcher):
             except Exception:
                 # Not the assistant (the responder catches its errors): a bug of
                 # ours. Running the job again could loop for ever; log and move on.
-                logger.exception("answering message %s failed", message.id)
+                logger.exception("answering message %s failed", safe_key(message.id))
                 deferral = None
             if deferral is not None and deferral.holding:
                 self._defer(turns, lead, token, message, deferral, job, turn.member)
@@ -292,7 +302,7 @@ class CeleryDispatcher(Dispatcher):
         except ConfigurationError as exc:
             logger.error(
                 "this worker cannot answer message %s (retried in %.0fs): %s",
-                message.id,
+                safe_key(message.id),
                 CONFIG_RETRY_COUNTDOWN,
                 exc,
             )
@@ -324,7 +334,7 @@ class CeleryDispatcher(Dispatcher):
             except GraphAPIError as exc:
                 logger.error(
                     "sending the rest of the answer to message %s failed after %d sent: %s",
-                    message.id,
+                    safe_key(message.id),
                     index,
                     exc,
                 )
@@ -350,7 +360,7 @@ class CeleryDispatcher(Dispatcher):
         logger.info(
             "message %s: the Graph API asked for a wait of %.1fs; the %d send(s) left go in a "
             "retry of the job",
-            message.id,
+            safe_key(message.id),
             deferral.wait,
             len(deferral.kept),
         )
@@ -418,7 +428,7 @@ def _report(core: WhatsappCore, message: Message, error: GraphAPIError) -> None:
     try:
         handler(message, error)
     except Exception:
-        logger.exception("the on_send_error handler raised on message %s", message.id)
+        logger.exception("the on_send_error handler raised on message %s", safe_key(message.id))
 
 
 def _mark_done(
@@ -441,7 +451,7 @@ def _mark_done(
                 logger.error(
                     "message %s was answered but could not be marked done (%s): a copy "
                     "delivered again would be answered again",
-                    message.id,
+                    safe_key(message.id),
                     exc,
                 )
                 return
@@ -501,7 +511,7 @@ class _Jobs:
                 "job %s names the connector %r, which this worker does not have (retried in "
                 "%.0fs): does the module given to `celery -A` build it, with that name=?",
                 task.request.id,
-                name,
+                safe_key(name) if isinstance(name, str) else name,
                 CONFIG_RETRY_COUNTDOWN,
             )
             _Job(
