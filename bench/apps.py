@@ -22,7 +22,14 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request
 
-from .constants import APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN, WEBHOOK_PATH
+from .constants import (
+    API_VERSION,
+    APP_SECRET,
+    PHONE_NUMBER_ID,
+    TOKEN,
+    VERIFY_TOKEN,
+    WEBHOOK_PATH,
+)
 
 if TYPE_CHECKING:
     from cel_whatsapp import Message
@@ -38,8 +45,19 @@ def build(kind: str, **options: Any) -> Flask:
         "floor": _floor,
         "handwritten": _handwritten,
         "connector": _connector,
+        "pywa": _pywa,
     }
     return factories[kind](**options)
+
+
+def pywa_version() -> str | None:
+    """pywa's version when it is installed (``pip install -e ".[bench]"``), else ``None``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pywa")
+    except PackageNotFoundError:
+        return None
 
 
 def connector_accepts(keyword: str) -> bool:
@@ -232,4 +250,56 @@ def _connector(
         app=app,
         **options,
     )
+    return app
+
+
+# -- pywa: the reference library ----------------------------------------------------
+
+
+def _pywa() -> Flask:
+    """pywa's ``WhatsApp`` on a Flask app, echoing text messages like row 1.
+
+    Same webhook path, credentials and signature check (``app_secret`` with
+    pywa's default ``validate_updates=True``) as the connector's echo row. On
+    a Flask server pywa's sync client runs the handlers inside the request,
+    so the reply is posted before the webhook is answered, as with our
+    ``dispatch="inline"``. Its defaults stay as a user gets them (duplicate
+    updates skipped, updates of other numbers filtered out); no
+    ``callback_url`` is given, so nothing is registered with Meta at
+    start-up, and no read receipt is sent.
+
+    pywa 4.5 sets the base URL of the ``httpx.Client`` it is given to
+    ``https://graph.facebook.com/v<api_version>`` and has no option for
+    another host. The client is ours, so once pywa has it, its public
+    ``base_url`` setter points it at the fake; pywa's requests are relative
+    to it. Replies go to the phone number (``wa_id``) first, as ours do,
+    rather than pywa's default of the business-scoped user id.
+    """
+    import httpx
+    from pywa import WhatsApp, filters, types
+    from pywa.utils import UserIdentifier
+
+    app = Flask("bench_pywa")
+    session = httpx.Client()
+    wa = WhatsApp(
+        phone_id=PHONE_NUMBER_ID,
+        token=TOKEN,
+        session=session,
+        server=app,
+        webhook_endpoint=WEBHOOK_PATH,
+        verify_token=VERIFY_TOKEN,
+        app_secret=APP_SECRET,
+        api_version=API_VERSION.removeprefix("v"),
+        user_identifier_priority=(
+            UserIdentifier.WA_ID,
+            UserIdentifier.BSUID,
+            UserIdentifier.PARENT_BSUID,
+        ),
+    )
+    session.base_url = httpx.URL(_graph_url())
+
+    @wa.on_message(filters.text)
+    def echo(_: WhatsApp, message: types.Message) -> None:
+        message.reply_text(message.text)
+
     return app

@@ -1,6 +1,6 @@
 """The command line: run every scenario, print the tables, judge the targets.
 
-``python -m bench`` takes about two minutes on two cores and exits with
+``python -m bench`` takes about four minutes on two cores and exits with
 status 1 when a target fails. ``python -m bench --smoke`` runs a few seconds
 of each kind of measurement with no targets, so CI notices when the bench
 itself breaks.
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     use_wrk = False if args.python_load else wrk_available()
     started = time.monotonic()
     print(_header(args.smoke, duration, rounds, args.connections, use_wrk), flush=True)
+    pywa_note = scenarios.pywa_line() if "load" in parts else None
+    if pywa_note:
+        print(f"\n{pywa_note}", flush=True)
 
     failed = False
     byte_compile("cel_whatsapp", "bench")
@@ -96,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
             print(celery_rows.celery_table(rows), flush=True)
 
     took = time.monotonic() - started
+    if pywa_note:
+        print(f"\n{pywa_note}")
     print(f"\nDone in {took:.0f} s." + (" Some targets FAILED." if failed else ""))
     if failed and not args.smoke:
         sys.exit(1)

@@ -11,3 +11,5 @@ VERIFY_TOKEN = "bench-verify-token"  # noqa: S105 - a fake
 PHONE_NUMBER_ID = "106540352242922"
 WEBHOOK_PATH = "/whatsapp"
 API_VERSION = "v25.0"
+#: The reference library of the load rows, as setup.cfg's ``bench`` extra pins it.
+PYWA_REQUIREMENT = "pywa==4.5.0"

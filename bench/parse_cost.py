@@ -25,8 +25,10 @@ from . import payloads
 from .constants import APP_SECRET, PHONE_NUMBER_ID, VERIFY_TOKEN
 from .results import ParseRow, Target
 
-#: A single text message, decoded, parsed and translated to the model, in µs.
-SINGLE_TEXT_TARGET_US = 40.0
+#: A single text message, JSON decode included, parsed through marshmallow's
+#: public API and translated to the model, in µs (issue 13; a plain nested
+#: schema load of the same envelope measured about 75 µs).
+SINGLE_TEXT_TARGET_US = 100.0
 
 
 def _best_us(*fns: Callable[[], Any], budget: float, repeats: int) -> list[float]:

@@ -3,6 +3,9 @@
 Shapes follow Meta's ``messages`` webhook reference
 (https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components).
 When ``tests/data/`` holds JSON fixtures, the parse benchmark measures those too.
+Text messages carry the sender's business-scoped user id beside the phone
+number (``contacts[].user_id``, ``from_user_id``), as Meta sends them since
+2026; pywa's reference row needs it.
 """
 
 from __future__ import annotations
@@ -37,12 +40,23 @@ def _single(message: dict[str, Any]) -> dict[str, Any]:
     return envelope(change_value([message], phone_number_id=PHONE_NUMBER_ID))
 
 
+def user_id(phone: str) -> str:
+    """A business-scoped user id for ``phone`` (country code, dot, 19 digits)."""
+    return f"US.{int(phone):019d}"
+
+
 def text_body(
     index: int = 0, text: str = "Hello, is the shop open today?", sender: str = SENDER
 ) -> dict[str, Any]:
     """One text message, the commonest webhook there is."""
     return _single(
-        text_message(text, sender=sender, id=f"wamid.BENCH{index:012d}", timestamp=TIMESTAMP)
+        text_message(
+            text,
+            sender=sender,
+            user_id=user_id(sender),
+            id=f"wamid.BENCH{index:012d}",
+            timestamp=TIMESTAMP,
+        )
     )
 
 
@@ -124,6 +138,7 @@ def batch_body(count: int = 100) -> dict[str, Any]:
         text_message(
             f"Message number {i}",
             sender=f"1631555{i:04d}",
+            user_id=user_id(f"1631555{i:04d}"),
             id=f"wamid.BATCH{i:08d}",
             timestamp=TIMESTAMP,
         )

@@ -8,6 +8,12 @@ else the machine is doing weighs on all of them alike; each row's figures
 are the median of its rounds. Worker CPU is sampled from ``/proc`` right
 before and after each measured load: CPU per webhook is the workers' own
 time divided by the webhooks they answered in that window.
+
+Scenario 1's targets are ratios to pywa (https://github.com/david-lev/pywa),
+the reference library, whose echo rows run in the same groups against the
+same fake with the same signed payloads: our echo's CPU per webhook and its
+memory over the floor's at most 0.75 times pywa's. Without pywa installed its
+rows are skipped and those targets are not judged.
 """
 
 from __future__ import annotations
@@ -23,16 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from . import payloads
-from .apps import connector_accepts
-from .constants import WEBHOOK_PATH
+from .apps import connector_accepts, pywa_version
+from .constants import PYWA_REQUIREMENT, WEBHOOK_PATH
 from .load import LoadResult, run_load
 from .results import LoadRow, StreamRow, Target
 from .server import FakeGraphProcess, Gunicorn
 
-#: Scenario 1: echo's worker CPU per webhook, as a multiple of the floor's.
-ECHO_CPU_RATIO = 2.5
-#: Scenario 1: echo's peak worker RSS may exceed the floor's by this much.
-ECHO_RSS_EXTRA_MIB = 8.0
+#: Scenario 1: echo's worker CPU per webhook, as a multiple of pywa's echo row.
+PYWA_CPU_RATIO = 0.75
+#: Scenario 1: echo's peak worker RSS over the floor's, as a multiple of pywa's.
+PYWA_RSS_RATIO = 0.75
 #: Scenario 2: webhook p99 latency with a 2 s assistant, background dispatch.
 SLOW_ACK_P99_MS = 25.0
 #: Scenario 2: ack throughput as a fraction of the floor's.
@@ -76,7 +82,11 @@ class Spec:
 
     @property
     def server(self) -> str:
-        return "2 sync" if self.worker_class == "sync" else f"2 gthread x{GTHREADS}"
+        return _server(self.worker_class)
+
+
+def _server(worker_class: str) -> str:
+    return "2 sync" if worker_class == "sync" else f"2 gthread x{GTHREADS}"
 
 
 @dataclass
@@ -224,13 +234,33 @@ def _wait_for_quiet(fake: FakeGraphProcess, timeout: float = 3.0) -> None:
 # -- the rows ------------------------------------------------------------------------------
 
 
+def pywa_line() -> str | None:
+    """What the bench says when pywa is missing or not the pinned version, else ``None``."""
+    version = pywa_version()
+    pinned = PYWA_REQUIREMENT.split("==")[1]
+    if version is None:
+        return (
+            "pywa is not installed: its reference rows are skipped and the echo rows' "
+            "targets (ratios to pywa) are not judged. Install it with: "
+            f'pip install -e ".[bench]" (or pip install {PYWA_REQUIREMENT})'
+        )
+    if version != pinned:
+        return (
+            f"pywa {version} is installed; the targets were set against pywa {pinned} "
+            f"(pip install {PYWA_REQUIREMENT})."
+        )
+    return None
+
+
 def load_rows(fake: FakeGraphProcess, settings: Settings) -> list[LoadRow]:
     runner = LoadRunner(fake, settings)
     inline = {"dispatch": "inline"} if connector_accepts("dispatch") else {}
     echo_app = _app("connector", assistant="echo", stream_mode="full", **inline)
     floor_app = _app("floor")
+    pywa = pywa_version()
 
-    sync = [Spec("floor: bare Flask view, JSON parsed, 'OK'", floor_app)]
+    floor = Spec("floor: bare Flask view, JSON parsed, 'OK'", floor_app)
+    sync = [floor]
     if not settings.smoke:
         sync += [
             Spec(
@@ -253,39 +283,78 @@ def load_rows(fake: FakeGraphProcess, settings: Settings) -> list[LoadRow]:
                 _app("connector", assistant="silent", **inline),
             ),
         ]
-    sync.append(
-        Spec("1. echo, inline (signature on, FULL, no read receipts)", echo_app, replies=True)
-    )
-    rows = runner.run_group(sync)
-    floor, echo = rows[0], rows[-1]
-    _judge_echo(echo, floor, settings.smoke)
-    for row in rows:
-        _ratio(row, floor)
+    reference = _pywa_spec(pywa, "sync", f"pywa {pywa} echo, in the request (signature on)")
+    echo = Spec("1. echo, inline (signature on, FULL, no read receipts)", echo_app, replies=True)
+    rows = _echo_group(runner, [*sync, reference, echo], floor, reference, echo, settings.smoke)
     if settings.smoke:
+        # The smoke stops after the sync group (floor, pywa, echo) to stay
+        # well under 30 s.
         return rows
 
-    threaded = runner.run_group(
-        [
-            Spec("floor: bare Flask view", floor_app, worker_class="gthread"),
-            Spec(
-                "reference: hand-written view, bare urllib3 pool",
-                _app("handwritten", transport="urllib3"),
-                worker_class="gthread",
-                replies=True,
+    floor = Spec("floor: bare Flask view", floor_app, worker_class="gthread")
+    reference = _pywa_spec(pywa, "gthread", f"pywa {pywa} echo")
+    echo = Spec("1. echo, inline", echo_app, worker_class="gthread", replies=True)
+    threaded = [
+        floor,
+        Spec(
+            "reference: hand-written view, bare urllib3 pool",
+            _app("handwritten", transport="urllib3"),
+            worker_class="gthread",
+            replies=True,
+        ),
+        Spec(
+            "  same, posting with stdlib http.client",
+            _app("handwritten", transport="http.client"),
+            worker_class="gthread",
+            replies=True,
+        ),
+        reference,
+        echo,
+    ]
+    rows += _echo_group(runner, threaded, floor, reference, echo, settings.smoke)
+    return [*rows, *_slow_ack(runner, floor_app)]
+
+
+def _pywa_spec(version: str | None, worker_class: str, name: str) -> Spec | None:
+    """pywa's echo row, or ``None`` when pywa is not installed."""
+    if version is None:
+        return None
+    return Spec(name, _app("pywa"), worker_class=worker_class, replies=True)
+
+
+def _echo_group(
+    runner: LoadRunner,
+    specs: list[Spec | None],
+    floor: Spec,
+    reference: Spec | None,
+    echo: Spec,
+    smoke: bool,
+) -> list[LoadRow]:
+    """Measure one server kind's rows in turns; judge the echo row against pywa's."""
+    present = [spec for spec in specs if spec is not None]
+    rows = runner.run_group(present)
+    by_spec = {id(spec): row for spec, row in zip(present, rows, strict=True)}
+    floor_row = by_spec[id(floor)]
+    for row in rows:
+        _ratio(row, floor_row)
+    pywa_row = None if reference is None else by_spec[id(reference)]
+    if pywa_row is not None and pywa_row.replies is not None:
+        missing = pywa_row.requests - pywa_row.replies
+        if missing > 0:
+            pywa_row.note = "; ".join(
+                n for n in (pywa_row.note, f"{missing} webhooks without a reply") if n
+            )
+    _judge_echo(by_spec[id(echo)], floor_row, pywa_row, smoke)
+    if reference is None:
+        rows.insert(
+            rows.index(by_spec[id(echo)]),
+            LoadRow(
+                name="pywa echo (reference)",
+                server=_server(floor.worker_class),
+                note=f"skipped: pywa is not installed (pip install {PYWA_REQUIREMENT})",
             ),
-            Spec(
-                "  same, posting with stdlib http.client",
-                _app("handwritten", transport="http.client"),
-                worker_class="gthread",
-                replies=True,
-            ),
-            Spec("1. echo, inline", echo_app, worker_class="gthread", replies=True),
-        ]
-    )
-    _judge_echo(threaded[-1], threaded[0], settings.smoke)
-    for row in threaded:
-        _ratio(row, threaded[0])
-    return [*rows, *threaded, *_slow_ack(runner, floor_app)]
+        )
+    return rows
 
 
 def _ratio(row: LoadRow, floor: LoadRow) -> None:
@@ -294,21 +363,39 @@ def _ratio(row: LoadRow, floor: LoadRow) -> None:
         row.ratio = row.cpu_us / floor.cpu_us
 
 
-def _judge_echo(echo: LoadRow, floor: LoadRow, smoke: bool) -> None:
-    if smoke or not (echo.cpu_us and floor.cpu_us and echo.rss_mib and floor.rss_mib):
+def _judge_echo(echo: LoadRow, floor: LoadRow, pywa: LoadRow | None, smoke: bool) -> None:
+    """Scenario 1's targets: CPU and memory over the floor, as ratios to pywa's.
+
+    The figures are shown whenever there are some, and judged only in a full
+    run where pywa's row is clean: no error answers, no worker restarted, a
+    reply for every webhook answered.
+    """
+    cpu_text = f"CPU <= {PYWA_CPU_RATIO}x pywa"
+    rss_text = f"RSS over floor <= {PYWA_RSS_RATIO}x pywa's"
+    if (
+        pywa is None
+        or not (echo.cpu_us and pywa.cpu_us)
+        or not (echo.rss_mib and floor.rss_mib and pywa.rss_mib)
+    ):
+        echo.targets += [Target(cpu_text, None), Target(rss_text, None)]
+    else:
+        cpu_ratio = echo.cpu_us / pywa.cpu_us
+        extra = echo.rss_mib - floor.rss_mib
+        pywa_extra = pywa.rss_mib - floor.rss_mib
+        judged = not smoke and not pywa.errors and not pywa.note
+        if not smoke and not judged:
+            note = "ratios to pywa not judged: see pywa's note"
+            echo.note = "; ".join(n for n in (echo.note, note) if n)
         echo.targets += [
-            Target(f"CPU <= {ECHO_CPU_RATIO}x floor", None),
-            Target(f"RSS <= floor + {ECHO_RSS_EXTRA_MIB:.0f} MiB", None),
+            Target(
+                f"{cpu_text} ({cpu_ratio:.2f})", cpu_ratio <= PYWA_CPU_RATIO if judged else None
+            ),
+            Target(
+                f"{rss_text} (+{extra:.1f} vs +{pywa_extra:.1f} MiB)",
+                extra <= PYWA_RSS_RATIO * pywa_extra if judged else None,
+            ),
         ]
-        return
-    echo.targets += [
-        Target(f"CPU <= {ECHO_CPU_RATIO}x floor", echo.cpu_us <= ECHO_CPU_RATIO * floor.cpu_us),
-        Target(
-            f"RSS <= floor + {ECHO_RSS_EXTRA_MIB:.0f} MiB (+{echo.rss_mib - floor.rss_mib:.1f})",
-            echo.rss_mib <= floor.rss_mib + ECHO_RSS_EXTRA_MIB,
-        ),
-    ]
-    if echo.replies is not None and echo.replies < echo.requests:
+    if not smoke and echo.replies is not None and echo.replies < echo.requests:
         echo.targets.append(Target(f"one reply per webhook ({echo.replies})", False))
 
 

@@ -6,7 +6,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import requests
 
 
 class CelWhatsappError(Exception):
@@ -37,7 +40,17 @@ class GraphAPIError(CelWhatsappError):
     ``error.message``, ``error.fbtrace_id``) plus the HTTP status. ``retryable``
     says whether sending the same request again may succeed; ``retry_after`` is
     the wait the answer's ``Retry-After`` header asked for, in seconds.
+
+    ``request`` and ``response`` are requests' ``PreparedRequest`` and
+    ``Response`` when there was one, as on requests' own exceptions: the
+    answer itself, or what the exception from requests carried. They are
+    there to inspect, never shown: the request's headers hold the token.
     """
+
+    #: The ``requests.PreparedRequest`` sent (or about to be), when there was one.
+    request: requests.PreparedRequest | None
+    #: The ``requests.Response`` that came back, when one did.
+    response: requests.Response | None
 
     def __init__(
         self,
@@ -52,6 +65,8 @@ class GraphAPIError(CelWhatsappError):
         error_data: Mapping[str, Any] | None = None,
         retryable: bool = False,
         retry_after: float | None = None,
+        request: requests.PreparedRequest | None = None,
+        response: requests.Response | None = None,
     ) -> None:
         self.message = message
         self.code = code
@@ -64,6 +79,10 @@ class GraphAPIError(CelWhatsappError):
         self.retryable = retryable
         #: Seconds from the answer's ``Retry-After`` header, when it had one.
         self.retry_after = retry_after
+        if request is None and response is not None:
+            request = response.request
+        self.request = request
+        self.response = response
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -99,8 +118,15 @@ class GraphTransportError(GraphAPIError):
     it is ``True`` WhatsApp may have delivered the message already.
     """
 
-    def __init__(self, message: str, *, request_sent: bool) -> None:
-        super().__init__(message, retryable=not request_sent)
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_sent: bool,
+        request: requests.PreparedRequest | None = None,
+        response: requests.Response | None = None,
+    ) -> None:
+        super().__init__(message, retryable=not request_sent, request=request, response=response)
         self.request_sent = request_sent
 
 

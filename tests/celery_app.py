@@ -30,7 +30,7 @@ from typing import Any
 
 from celery import Celery
 
-from cel_whatsapp import Message, RedisStore, WhatsappConnector
+from cel_whatsapp import Message, RateControl, RedisStore, WhatsappConnector
 from cel_whatsapp.celery import CeleryDispatcher
 
 EVENTS = "test:events"
@@ -82,6 +82,8 @@ def build(
     store = RedisStore.from_url(store_url)
     connector = WhatsappConnector(
         read_receipts=False,
+        # Pairs paused 3 s (not Meta's 6) after a 131056: a shorter test.
+        delivery_rate_control=RateControl(pair_interval=3.0),
         stream_mode="direct",  # each chunk is one message, at once
         store=store,
         dispatch=CeleryDispatcher(celery_app, lease_ttl=lease_ttl),

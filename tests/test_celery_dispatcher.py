@@ -256,11 +256,22 @@ def test_a_later_message_of_the_lead_waits_for_its_turn(
 
 
 def test_a_long_graph_wait_becomes_a_retry_holding_the_lead(
-    connector: WhatsappConnector,
+    make_connector: MakeConnector,
     monkeypatch: pytest.MonkeyPatch,
     graph: FakeGraphAPI,
+    redis_url: str,
     redis_client: Any,
 ) -> None:
+    from cel_whatsapp.celery import CeleryDispatcher
+
+    # Without rate control, whose shared pause would defer the retry again
+    # when it runs at once, as here (see the next test).
+    connector = make_connector(
+        lambda message: f"echo: {message.text}",
+        store=RedisStore.from_url(redis_url),
+        dispatch=CeleryDispatcher(Celery("cel_whatsapp_unit", broker="memory://")),
+        delivery_rate_control=False,
+    )
     first, second = _jobs(connector, monkeypatch, ("one", NOW), ("two", NOW + 1))
     graph.fail_next(status=429, code=130429, message="throughput", retry_after=40)
     started = time.monotonic()
@@ -279,6 +290,21 @@ def test_a_long_graph_wait_becomes_a_retry_holding_the_lead(
     assert graph.sent_texts() == ["echo: one", "echo: one"]  # refused once, then sent
     assert _run(connector, second) == "answered"
     assert graph.sent_texts()[-1] == "echo: two"
+
+
+def test_a_retry_before_the_number_pause_ends_is_deferred_again(
+    connector: WhatsappConnector, monkeypatch: pytest.MonkeyPatch, graph: FakeGraphAPI
+) -> None:
+    """Rate control (the default) pauses the number for every worker sharing the Redis."""
+    (job,) = _jobs(connector, monkeypatch, ("one", NOW))
+    graph.fail_next(status=429, code=130429, message="throughput", retry_after=40)
+    with pytest.raises(Retried) as deferred:
+        _run(connector, job)
+    with pytest.raises(Retried) as again:
+        _run(connector, deferred.value.kwargs)  # 40 s early: the number is still paused
+    assert 35 < again.value.countdown <= 40
+    assert again.value.kwargs["deferrals"] == 2
+    assert graph.sent_texts() == ["echo: one"]  # only the refused try reached the API
 
 
 def test_deferrals_stop_after_the_retry_policy_attempts(

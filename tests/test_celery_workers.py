@@ -270,8 +270,9 @@ def test_a_done_job_delivered_again_sends_nothing(cluster: Cluster, graph: FakeG
 
 
 def test_a_long_graph_api_wait_holds_no_worker(cluster: Cluster, graph: FakeGraphAPI) -> None:
-    # Four answers told to wait 3 s would hold all four worker processes if they slept.
-    graph.fail_next(status=429, code=130429, message="throughput", retry_after=3, times=4)
+    # Four answers told to wait 3 s (131056: each pair paused, other users not)
+    # would hold all four worker processes if they slept.
+    graph.fail_next(status=400, code=131056, message="pair rate", times=4)
     for i in range(4):
         assert cluster.post(webhook(text_message(f"slow {i}", sender=f"1635000000{i}"))) == 200
     _wait(lambda: len(graph.sent_texts()) >= 4, 30, "the four refused sends")

@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from cel_whatsapp import BackgroundDispatcher, InlineDispatcher, Message, WhatsappConnector
-from cel_whatsapp.core.dispatch import make_dispatcher
+from cel_whatsapp.core.dispatch import Handler, make_dispatcher
 from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message, text_webhook
 from cel_whatsapp.testing.webhooks import change_value
 
 from .conftest import MakeConnector, make_app, post_webhook
+from .log_watch import watching
 
 MakeDispatcher = Callable[..., BackgroundDispatcher]
 
@@ -61,7 +62,7 @@ def test_webhook_answers_200_before_the_assistant_finishes(
     assert post_webhook(client, text_webhook("hi")).status_code == 200
     assert time.monotonic() - started < 5  # the assistant is still blocked
     assert graph.sent() == []
-    assert connector.drain(0.1) is False  # still pending
+    assert connector.drain(0) is False  # still pending
     release.set()
     assert connector.drain(5) is True
     assert graph.sent_texts() == ["done"]
@@ -73,17 +74,25 @@ def test_one_lead_in_timestamp_then_arrival_order_never_overlapping(
     log: list[tuple[str, str]] = []
     lock = threading.Lock()
     gate = threading.Event()
+    other_lead_answered = threading.Event()
 
     def assistant(message: Message) -> str:
+        if message.lead.id == "222":
+            other_lead_answered.set()
+            return "other"
         gate.wait(10)  # let the whole batch queue up first
         with lock:
             log.append(("start", message.text or ""))
-        time.sleep(0.02)
+        # While this answer runs, the pool's other thread is free and takes
+        # work in the order it was handed out. The other lead's message came
+        # after this lead's: a second message of this lead handed out now
+        # would take that thread first and wait here too, two starts in a row.
+        other_lead_answered.wait(10)
         with lock:
             log.append(("end", message.text or ""))
         return message.text or ""
 
-    connector = make_connector(assistant, dispatch=dispatcher(max_workers=4))
+    connector = make_connector(assistant, dispatch=dispatcher(max_workers=2))
     client = make_app(connector).test_client()
     batch = [
         text_message("t3", timestamp=1_700_000_003),
@@ -93,6 +102,7 @@ def test_one_lead_in_timestamp_then_arrival_order_never_overlapping(
     ]
     assert post_webhook(client, envelope(change_value(batch[:2]))).status_code == 200
     assert post_webhook(client, envelope(change_value(batch[2:]))).status_code == 200
+    assert post_webhook(client, text_webhook("witness", sender="222")).status_code == 200
     gate.set()
     assert connector.drain(10)
     # The first batch's earliest message starts at once; the rest follow by
@@ -101,7 +111,7 @@ def test_one_lead_in_timestamp_then_arrival_order_never_overlapping(
     assert order == ["t1-first", "t1-second", "t2", "t3"]
     for index in range(0, len(log), 2):  # strictly start, end, start, end...
         assert log[index][0] == "start" and log[index + 1] == ("end", log[index][1])
-    assert graph.sent_texts() == order
+    assert [r.json["text"]["body"] for r in graph.sent() if r.json["to"] != "222"] == order
 
 
 def test_different_leads_run_in_parallel(
@@ -136,7 +146,7 @@ def test_full_pool_refuses_with_503_and_redelivery_is_answered(
         release.wait(10)
         return message.id
 
-    pool = dispatcher(max_workers=1, max_pending=2, full_timeout=0.05)
+    pool = dispatcher(max_workers=1, max_pending=2, full_timeout=0)
     connector = make_connector(assistant, dispatch=pool)
     client = make_app(connector).test_client()
     first = text_webhook("a", id="wamid.1", sender="111")
@@ -165,18 +175,45 @@ def test_full_pool_refuses_with_503_and_redelivery_is_answered(
     assert sorted(graph.sent_texts()) == ["wamid.1", "wamid.2", "wamid.3", "wamid.4"]
 
 
+class _SignallingDispatcher(BackgroundDispatcher):
+    """Sets ``submitting`` each time the webhook hands it messages."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.submitting = threading.Event()
+
+    def submit(self, messages: Sequence[Message], handle: Handler | None = None) -> list[Message]:
+        self.submitting.set()
+        return super().submit(messages, handle)
+
+
 def test_full_pool_waits_for_room_before_refusing(
-    make_connector: MakeConnector, graph: FakeGraphAPI, dispatcher: MakeDispatcher
+    make_connector: MakeConnector, graph: FakeGraphAPI
 ) -> None:
-    connector = make_connector(
-        lambda m: time.sleep(0.2) or "ok",
-        dispatch=dispatcher(max_workers=1, max_pending=1, full_timeout=5),
-    )
+    release = threading.Event()
+    pool = _SignallingDispatcher(max_workers=1, max_pending=1, full_timeout=10)
+    connector = make_connector(lambda m: release.wait(10) and "ok", dispatch=pool)
     client = make_app(connector).test_client()
-    assert post_webhook(client, text_webhook("a", sender="1")).status_code == 200
-    assert post_webhook(client, text_webhook("b", sender="2")).status_code == 200  # waited
-    assert connector.drain(5)
-    assert graph.sent_texts() == ["ok", "ok"]
+    try:
+        assert post_webhook(client, text_webhook("a", sender="1")).status_code == 200
+        pool.submitting.clear()
+        second: list[int] = []
+        poster = threading.Thread(
+            target=lambda: second.append(
+                post_webhook(client, text_webhook("b", sender="2")).status_code
+            )
+        )
+        poster.start()
+        # "b" reaches the dispatcher while "a" fills it; room comes only now.
+        assert pool.submitting.wait(10)
+        release.set()
+        poster.join(10)
+        assert second == [200]  # waited, then accepted
+        assert connector.drain(5)
+        assert graph.sent_texts() == ["ok", "ok"]
+    finally:
+        release.set()
+        pool.shutdown(5)
 
 
 def test_failing_assistant_is_logged_gets_fallback_and_worker_carries_on(
@@ -219,12 +256,21 @@ def test_fallback_text_is_validated() -> None:
 def test_shutdown_finishes_accepted_and_refuses_new(
     make_connector: MakeConnector, graph: FakeGraphAPI, dispatcher: MakeDispatcher
 ) -> None:
+    release = threading.Event()
     pool = dispatcher(max_workers=2)
-    connector = make_connector(lambda m: time.sleep(0.1) or f"re {m.text}", dispatch=pool)
+    connector = make_connector(lambda m: release.wait(10) and f"re {m.text}", dispatch=pool)
     client = make_app(connector).test_client()
     for index in range(4):
         post_webhook(client, text_webhook(str(index), sender="555"))
-    assert pool.shutdown(10) is True
+    finished: list[bool] = []
+    with watching() as log:
+        stopper = threading.Thread(target=lambda: finished.append(pool.shutdown(10)))
+        stopper.start()
+        # The shutdown has begun with all four still to answer; they go on now.
+        log.wait_for("shutting down: finishing 4 accepted message(s)")
+        release.set()
+        stopper.join(10)
+    assert finished == [True]
     assert graph.sent_texts() == ["re 0", "re 1", "re 2", "re 3"]
     assert post_webhook(client, text_webhook("late")).status_code == 503
     assert pool.pending == 0
@@ -243,7 +289,7 @@ def test_shutdown_reports_what_it_could_not_finish(
     post_webhook(client, text_webhook("a", sender="1"))
     post_webhook(client, text_webhook("b", sender="1"))
     with caplog.at_level(logging.ERROR, logger="cel_whatsapp"):
-        assert pool.shutdown(0.2) is False
+        assert pool.shutdown(0) is False  # no time to answer: nothing to wait for
     assert "2 accepted message(s) were not answered" in caplog.text
     release.set()
 

@@ -22,6 +22,7 @@ from cel_whatsapp.testing import FakeGraphAPI, envelope, text_message
 from cel_whatsapp.testing.webhooks import change_value
 
 from .conftest import MakeConnector, make_app, post_webhook
+from .log_watch import watching
 
 ROOT = Path(__file__).resolve().parent.parent
 _IDS = re.compile(r"\(\d+-\d+ of \d+\): (.*)$")
@@ -64,9 +65,12 @@ def test_every_message_left_is_logged_by_id_in_bounded_records(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     started: list[str] = []
+    all_threads_busy = threading.Event()
 
     def stuck(message: Message) -> str:
         started.append(message.id)
+        if len(started) >= 3:
+            all_threads_busy.set()
         gate.wait(30)
         return "too late"
 
@@ -75,8 +79,9 @@ def test_every_message_left_is_logged_by_id_in_bounded_records(
     client = make_app(connector).test_client()
     ids = [f"wamid.Q{index:04d}" for index in range(1000)]
     assert post_webhook(client, _batch(ids, leads=400)).status_code == 200
+    assert all_threads_busy.wait(10)
     with caplog.at_level(logging.INFO, logger="cel_whatsapp"):
-        assert pool.shutdown(0.3) is False
+        assert pool.shutdown(0) is False  # no time left: everything is logged as left
     records = caplog.records
     in_progress = _ids(records, logging.ERROR, "shutdown: not answered, in progress")
     queued = _ids(records, logging.ERROR, "shutdown: not answered, queued")
@@ -114,10 +119,11 @@ def test_retry_waits_end_at_the_deadline_and_queued_messages_never_start(
     connector.retry = RetryPolicy(attempts=10, total_time=600, base_delay=60, max_delay=60)
     client = make_app(connector).test_client()
     ids = [f"wamid.R{index}" for index in range(5)]
-    assert post_webhook(client, _batch(ids, leads=1)).status_code == 200
-    assert graph.wait_for(lambda g: len(g.requests) >= 1)  # the first send failed; backoff
+    with watching() as log:
+        assert post_webhook(client, _batch(ids, leads=1)).status_code == 200
+        log.wait_for("attempt 2 of 10 in")  # the first send failed; a 30-60 s backoff begins
     with caplog.at_level(logging.WARNING, logger="cel_whatsapp"):
-        assert pool.shutdown(0.5) is False
+        assert pool.shutdown(0) is False
         for thread in pool._threads:
             thread.join(10)  # ends: its 60 s backoff was cut short
         assert not any(thread.is_alive() for thread in pool._threads)
@@ -141,7 +147,7 @@ def test_shutdown_all_shares_one_deadline_and_logs_every_dispatcher(
         assert post_webhook(client, _batch(ids, leads=1)).status_code == 200
         expected += ids
     with caplog.at_level(logging.ERROR, logger="cel_whatsapp"):
-        assert shutdown_all(0.5) is False
+        assert shutdown_all(0.2) is False  # the budget runs out: that is the case under test
     # Before, the first dispatcher's drain and joins used the whole budget
     # and the others got none; the ids were never logged.
     assert sorted(_ids(caplog.records, logging.ERROR, "shutdown: not answered")) == sorted(expected)

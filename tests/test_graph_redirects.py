@@ -5,9 +5,10 @@ records every request reaching it and its ``Authorization`` header. The
 connector talks to ``graph.example.invalid`` (resolved to the fake on
 127.0.0.1), so that a Location naming that host after a backslash reads as
 the same host to ``urllib.parse``, which requests consults before it keeps
-the token for the next hop. Both ways a call can go are tried: the lean path
-(a connector that builds its own session) and ``Session.request`` (a
-``requests.Session`` of the user's).
+the token for the next hop. Both kinds of session are tried: the one a
+connector builds itself (the token on the session) and a ``requests.Session``
+of the user's (the token on each request); calls go through ``Session.send``
+either way.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def graph_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
 
 
-@pytest.fixture(params=["lean path", "requests.Session"])
+@pytest.fixture(params=["own session", "requests.Session"])
 def connector(
     request: pytest.FixtureRequest,
     make_connector: MakeConnector,
@@ -64,23 +65,23 @@ def connector(
     graph_host: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[WhatsappConnector]:
-    """A connector calling the fake as ``graph.example.invalid``, through one path or the other."""
-    full_requests: list[str] = []
-    original: Callable[..., Any] = requests.Session.request
+    """A connector calling the fake as ``graph.example.invalid``, with either kind of session."""
+    sent: list[dict[str, Any]] = []
+    original: Callable[..., Any] = requests.Session.send
 
-    def counting(session: requests.Session, method: str, url: str, **kwargs: Any) -> Any:
-        full_requests.append(url)
-        return original(session, method, url, **kwargs)
+    def recording(session: requests.Session, prepared: Any, **kwargs: Any) -> Any:
+        sent.append(kwargs)
+        return original(session, prepared, **kwargs)
 
-    monkeypatch.setattr(requests.Session, "request", counting)
-    lean = request.param == "lean path"
+    monkeypatch.setattr(requests.Session, "send", recording)
     built = make_connector(
         base_url=f"http://{GRAPH_HOST}:{graph.address[1]}/{graph.api_version}",
-        session=None if lean else requests.Session(),
+        session=None if request.param == "own session" else requests.Session(),
     )
     yield built
-    # The path named is the one the calls took.
-    assert (full_requests == []) is lean
+    # Every call went through Session.send, never asked to follow a redirect.
+    assert len(sent) == len(graph.requests)
+    assert all(kwargs["allow_redirects"] is False for kwargs in sent)
 
 
 def _redirect_every_call(

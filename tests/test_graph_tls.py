@@ -1,9 +1,9 @@
 """Sends over TLS, the way they reach Meta: a local HTTPS server with its own certificate.
 
-The Graph client's lean send posts on the session adapter's own pool; these
-check that the adapter's TLS settings come with it: the CA bundle from
-``REQUESTS_CA_BUNDLE`` is used, the certificate is checked, the connection
-is reused.
+The Graph client reads the environment once and passes the TLS settings to
+``Session.send`` itself; these check that they reach the connection: the CA
+bundle from ``REQUESTS_CA_BUNDLE`` is used, the certificate is checked, the
+connection is reused.
 """
 
 from __future__ import annotations
@@ -83,23 +83,23 @@ def tls_server(tmp_path: Path) -> Iterator[TLSServer]:
         server.server_close()
 
 
-def test_lean_send_over_tls_uses_the_ca_bundle_and_one_connection(
+def test_sends_over_tls_use_the_ca_bundle_and_one_connection(
     tls_server: TLSServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_server.certificate))
     client = GraphClient(TOKEN, tls_server.base_url)
-    full_requests = 0
-    original = requests.Session.request
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")  # read once, when the client was made
+    verified: list[Any] = []
+    original = requests.Session.send
 
-    def counting(self: requests.Session, *args: Any, **kwargs: Any) -> requests.Response:
-        nonlocal full_requests
-        full_requests += 1
+    def recording(self: requests.Session, *args: Any, **kwargs: Any) -> requests.Response:
+        verified.append(kwargs.get("verify"))
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(requests.Session, "request", counting)
+    monkeypatch.setattr(requests.Session, "send", recording)
     answers = [client.send_message("123", PAYLOAD) for _ in range(3)]
     assert [a["messages"][0]["id"] for a in answers] == ["wamid.TLS"] * 3
-    assert full_requests == 0  # the lean path sent all three
+    assert verified == [str(tls_server.certificate)] * 3
     assert [path for path, _, _ in tls_server.requests] == ["/v25.0/123/messages"] * 3
     assert all(body == PAYLOAD for _, body, _ in tls_server.requests)
     assert tls_server.requests[0][2] == f"Bearer {TOKEN}"

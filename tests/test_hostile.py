@@ -239,6 +239,8 @@ def _client(
         assistant=assistant,
         max_body_bytes=max_body_bytes,
         max_items=max_items,
+        # Hundreds of answers to the same sender: not paced to Meta's pair rate here.
+        delivery_rate_control=False,
     )
     return make_app(connector).test_client()
 

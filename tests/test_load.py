@@ -77,8 +77,26 @@ def post(base_url: str, raw: bytes, timeout: float = 30) -> tuple[int, float]:
         connection.close()
 
 
-def replies_by_message(graph: FakeGraphAPI) -> Counter[str]:
-    return Counter(text.removeprefix("re ") for text in graph.sent_texts())
+def replies_by_message(graph: FakeGraphAPI, prefix: str) -> Counter[str]:
+    """Replies per message id, for the ids starting with ``prefix``."""
+    ids = (text.removeprefix("re ") for text in graph.sent_texts())
+    return Counter(wamid for wamid in ids if wamid.startswith(prefix))
+
+
+def answer_one_more_per_lead(served: str, graph: FakeGraphAPI, leads: list[str]) -> None:
+    """Post one more message to each lead and wait until all of them are answered.
+
+    A lead's messages are answered one at a time in (timestamp, arrival)
+    order across the workers (the queues in Redis), so once this last one is
+    answered, any copy accepted before it was answered too: nothing can come
+    late any more, without sleeping to see.
+    """
+    bodies = [encode(text_webhook("last", sender=lead, id=f"wamid.LAST{lead}")) for lead in leads]
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        statuses = [status for status, _ in pool.map(lambda raw: post(served, raw), bodies)]
+    assert statuses == [200] * len(bodies)
+    expected = {f"re wamid.LAST{lead}" for lead in leads}
+    assert graph.wait_for(lambda g: expected <= set(g.sent_texts()), timeout=60)
 
 
 def test_2000_webhooks_each_redelivered_answered_exactly_once(
@@ -86,8 +104,9 @@ def test_2000_webhooks_each_redelivered_answered_exactly_once(
 ) -> None:
     rng = random.Random(5)
     bodies = []
+    leads = [f"1555{index:07d}" for index in range(LEADS)]
     for index in range(MESSAGES):
-        lead = f"1555{index % LEADS:07d}"
+        lead = leads[index % LEADS]
         body = text_webhook(f"load {index}", sender=lead, id=f"wamid.LOAD{index:06d}")
         bodies.append(encode(body))
     deliveries = bodies + bodies  # every webhook delivered twice...
@@ -102,12 +121,13 @@ def test_2000_webhooks_each_redelivered_answered_exactly_once(
     assert statuses == {200: 2 * MESSAGES}, statuses
     answered = fake_graph.wait_for(lambda g: len(g.sent()) >= MESSAGES, timeout=90)
     all_answered = time.monotonic() - started
-    time.sleep(1.0)  # would any copy be answered late, a second time?
-    replies = replies_by_message(fake_graph)
-    assert answered, f"only {len(replies)} of {MESSAGES} answered"
+    assert answered, f"only {len(replies_by_message(fake_graph, 'wamid.LOAD'))} of {MESSAGES}"
+    answer_one_more_per_lead(served, fake_graph, leads)  # would a copy be answered late?
+    replies = replies_by_message(fake_graph, "wamid.LOAD")
     assert len(replies) == MESSAGES
     assert set(replies.values()) == {1}, [m for m, n in replies.items() if n > 1][:10]
     calls = {k.decode(): int(v) for k, v in redis_client.hgetall(CALLS_KEY).items()}
+    calls = {wamid: count for wamid, count in calls.items() if wamid.startswith("wamid.LOAD")}
     assert len(calls) == MESSAGES and set(calls.values()) == {1}
 
     latencies = sorted(seconds for _, seconds in results)
@@ -139,11 +159,13 @@ def test_same_webhook_five_times_at_once_one_call_one_reply(
         with ThreadPoolExecutor(5) as pool:
             assert list(pool.map(lambda _: deliver(), range(5))) == [200] * 5
     assert fake_graph.wait_for(lambda g: len(g.sent()) >= rounds, timeout=30)
-    time.sleep(1.0)
-    replies = replies_by_message(fake_graph)
+    answer_one_more_per_lead(served, fake_graph, ["15550009999"])  # would a copy come late?
+    replies = replies_by_message(fake_graph, "wamid.FIVE")
     assert replies == Counter({f"wamid.FIVE{index:03d}": 1 for index in range(rounds)})
     calls = {k.decode(): int(v) for k, v in redis_client.hgetall(CALLS_KEY).items()}
-    assert calls == {f"wamid.FIVE{index:03d}": 1 for index in range(rounds)}
+    assert calls == {f"wamid.FIVE{index:03d}": 1 for index in range(rounds)} | {
+        "wamid.LAST15550009999": 1
+    }
 
 
 def test_one_lead_stays_in_order_across_workers(served: str, fake_graph: FakeGraphAPI) -> None:

@@ -200,7 +200,6 @@ def ours(private: frozenset[str]) -> frozenset[str]:
     return frozenset(names)
 
 
-@pytest.mark.xfail(strict=True, reason="core/_quick_send.py still posts on urllib3 (issue 13)")
 def test_the_package_touches_no_private_name_of_its_libraries(
     private: frozenset[str], ours: frozenset[str]
 ) -> None:

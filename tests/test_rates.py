@@ -190,3 +190,20 @@ def test_redis_pair_bucket_allows_the_burst_then_paces(redis_client: Any, redis_
     ttl = redis_client.pttl("t:rate:N:pair:alice:bucket")
     assert 0 < ttl <= 3 * 6000 + 1000
     assert pacer.try_acquire("N", "bob") == 0
+
+
+@pytest.mark.integration
+def test_while_redis_is_down_sends_are_paced_in_process(
+    redis_client: Any, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis = pytest.importorskip("redis")
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    pacer = RedisPacer(
+        dead, RateControl(pair_burst=2), prefix="t:", errors=(redis.RedisError, OSError)
+    )
+    with caplog.at_level("WARNING", logger="cel_whatsapp"):
+        assert take_all(pacer, "N", "alice") == 2
+        pacer.pause_number("N", 1.0)
+        assert pacer.paused_for("N", "bob") > 0
+    warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warnings) == 1

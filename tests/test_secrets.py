@@ -2,9 +2,9 @@
 
 A token read from a file often ends with a line break: it is stripped. One
 with a control character inside is refused at start-up, naming the setting
-but never showing the value. Whatever requests (or urllib3 under the lean
-send) raises comes out as one of our errors, whose message, chained
-exceptions and logged tracebacks never hold the token.
+but never showing the value. Whatever requests (or urllib3 under it)
+raises comes out as one of our errors, whose message, chained exceptions and
+logged tracebacks never hold the token.
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def _broken(make_connector: MakeConnector, mode: str, untrusted: Listener, **kwa
     app = make_app(connector)
     if mode in ("header", "not latin-1"):
         # Past the configuration check, as a user's own code could do it:
-        # on the session the client built, which sends on the lean path.
+        # on the session the client built, whose requests are prepared once.
         suffix = "\n" if mode == "header" else "ж"
         connector.core(app).graph.session.headers["Authorization"] = f"Bearer {TOKEN}{suffix}"
     return app

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -21,6 +23,12 @@ from cel_whatsapp.simulator.hub_client import HubClient
 from cel_whatsapp.testing import FakeGraphAPI
 
 Assistant = Callable[[Message], Any]
+
+#: Characters that need an emoji (or symbol) font: arrows, technical symbols,
+#: shapes, dingbats, pictographs and the emoji presentation selector.
+PICTOGRAPHS = re.compile(
+    "[\u2190-\u21ff\u2300-\u23ff\u25a0-\u27bf\u2b00-\u2bff\ufe0f\U0001f000-\U0001faff]"
+)
 
 
 class Served:
@@ -348,18 +356,49 @@ def test_polling_adapts_to_the_server(serve: Callable[..., Served]) -> None:
     # A threaded server can hold the request open until something happens.
     first = served.events()  # a page that just opened is answered at once
     assert first["poll_ms"] == 0 and first["events"] == []
+    feed = served.hub.feed
+    read = feed.after
+    waiting = threading.Event()
+
+    def after(seq: int, *, user: str | None = None, wait: float = 0.0) -> Any:
+        if wait > 0:
+            waiting.set()  # the page's request is in the hub, ready to wait for news
+        return read(seq, user=user, wait=wait)
+
+    feed.after = after  # type: ignore[method-assign]
     result: dict[str, Any] = {}
     waiter = threading.Thread(
         target=lambda: result.update(served.events(after=first["last"], epoch=first["epoch"]))
     )
     waiter.start()
-    time.sleep(0.3)
+    assert waiting.wait(10)
     served.send(type="text", text="ping")
     waiter.join(20)
     assert result["events"][0]["kind"] == "user"
     # Synchronous workers (no threads) get an immediate answer and a poll interval.
     quick = served.app.test_client().get("/sim/api/events?after=0")
     assert quick.json["poll_ms"] > 0
+
+
+def test_a_page_that_knew_another_conversation_is_answered_at_once(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve(lambda m: "pong")
+    current = served.events()["epoch"]
+    # After a restart or a clear, a long poll with the old epoch must not wait
+    # 20 s for news: the page has to start over now.
+    started = time.monotonic()
+    stale = served.events(after=7, epoch="an-older-one")
+    assert time.monotonic() - started < 5
+    assert stale["epoch"] == current
+    # A page that lost the server asks with wait=0, so it sees at once that it is back.
+    started = time.monotonic()
+    response = served.session.get(
+        f"{served.base}/sim/api/events",
+        params={"after": 0, "epoch": current, "wait": "0"},
+        timeout=30,
+    )
+    assert response.status_code == 200 and time.monotonic() - started < 5
 
 
 def test_clear_starts_a_new_conversation(serve: Callable[..., Served]) -> None:
@@ -379,6 +418,8 @@ def test_page_is_served_with_its_config_escaped(serve: Callable[..., Served]) ->
     assert "</script><b>" not in page.text and "\\u003c/script>\\u003cb>" in page.text
     config = json.loads(page.text.split('type="application/json">')[1].split("</script>")[0])
     assert config["api"] == "/chat/sim/api"
+    assert config["maxText"] == 4096  # what the server accepts, the box allows
+    assert config["examples"] == ["menu", "Hello! What can you do?"]
     assert served.session.get(f"{served.base}/chat/sim/static/simulator.js").status_code == 200
     assert served.session.get(f"{served.base}/chat/sim/api/events").status_code == 200
 
@@ -431,3 +472,25 @@ def test_readme_simulator_example_runs_as_written(monkeypatch: pytest.MonkeyPatc
         assert app.config["WHATSAPP_BASE_URL"] == Simulator.hub_of(app).base_url  # type: ignore[union-attr]
     finally:
         Simulator.hub_of(app).stop()  # type: ignore[union-attr]
+
+
+def test_the_empty_chat_suggests_what_the_bot_understands(serve: Callable[..., Served]) -> None:
+    for examples, shown in ((["order 42", "help"], ["order 42", "help"]), ("status", ["status"])):
+        served = serve(lambda m: "x", examples=examples)
+        page = served.session.get(f"{served.base}/").text
+        config = json.loads(page.split('type="application/json">')[1].split("</script>")[0])
+        assert config["examples"] == shown
+
+
+def test_the_page_draws_its_icons_itself() -> None:
+    """No file of the page needs an emoji font: every icon is an inline SVG symbol."""
+    assets = resources.files("cel_whatsapp.simulator").joinpath("page-assets")
+    for name in ("index.html", "simulator.js", "simulator.css"):
+        text = assets.joinpath(name).read_text(encoding="utf-8")
+        assert PICTOGRAPHS.findall(text) == [], name
+    page = assets.joinpath("index.html").read_text(encoding="utf-8")
+    symbols = set(re.findall(r'<symbol id="(i-[a-z]+)"', page))
+    used = set(re.findall(r'href="#(i-[a-z]+)"', page))
+    script = assets.joinpath("simulator.js").read_text(encoding="utf-8")
+    used |= {f"i-{name}" for name in re.findall(r'icon\("([a-z]+)"\)', script)}
+    assert used and used <= symbols, used - symbols

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,7 +29,6 @@ from ..config import (
     DEFAULT_DEDUP_TTL,
 )
 from ..errors import CelWhatsappError
-from ._digests import DigestQueue, DigestSet
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +86,7 @@ def status_key(phone_number_id: str, status_id: str, status: str) -> str:
 class InMemoryStore:
     """A thread-safe, bounded store for one process (the default).
 
-    Keys live ``ttl`` seconds (default: Meta's 7-day redelivery window), or
-    up to 0.1% longer: claims made close together share one expiry time.
+    Keys live ``ttl`` seconds (default: Meta's 7-day redelivery window).
     Status-update keys (:func:`status_key`) and all other keys (message ids)
     have separate bounds, ``max_status_entries`` and ``max_entries``, so a
     flood of statuses never pushes a message id out; past its bound a kind's
@@ -97,8 +95,13 @@ class InMemoryStore:
     webhook landing on different workers are not caught: use
     :class:`RedisStore` there.
 
-    A full store of the default 100,000 message and 100,000 status keys takes
-    about 5.6 MiB (see :mod:`cel_whatsapp.core._digests`).
+    Each kind is an ``OrderedDict`` of key -> expiry time, oldest first, so
+    memory grows only with the claims made: about 240 bytes per message id
+    and 255 per status (the key string, its expiry and its slot, measured
+    with tracemalloc for wamids of 58 characters). Both kinds full at the
+    default 100,000 each take about 47 MiB (52 MiB of RSS); a process that
+    answers that many messages within the TTL is busy enough to want
+    several workers and :class:`RedisStore`, or else lower bounds.
     """
 
     def __init__(
@@ -117,10 +120,8 @@ class InMemoryStore:
         self.max_entries = max_entries
         self.max_status_entries = max_status_entries
         self._clock = clock
-        self._messages = _Partition(ttl, max_entries, "message keys", "max_entries")
-        self._statuses = _Partition(
-            ttl, max_status_entries, "status-update keys", "max_status_entries"
-        )
+        self._messages = _Partition(max_entries, "message keys", "max_entries")
+        self._statuses = _Partition(max_status_entries, "status-update keys", "max_status_entries")
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -132,7 +133,9 @@ class InMemoryStore:
     def __len__(self) -> int:
         now = self._clock()
         with self._lock:
-            return self._messages.size(now) + self._statuses.size(now)
+            self._messages.purge(now)
+            self._statuses.purge(now)
+            return len(self._messages.expiries) + len(self._statuses.expiries)
 
     def _partition(self, key: str) -> _Partition:
         return self._statuses if key.startswith(STATUS_PREFIX) else self._messages
@@ -140,56 +143,48 @@ class InMemoryStore:
     def claim(self, key: str) -> bool:
         """Atomically remember ``key``; ``True`` if it was not remembered yet."""
         now = self._clock()
-        digest = _digest(key)
         partition = self._partition(key)
         with self._lock:
-            return partition.claim(digest, now)
+            return partition.claim(key, now, now + self.ttl)
 
     def release(self, key: str) -> None:
         """Forget ``key`` (nothing happens if it is unknown)."""
-        digest = _digest(key)
         partition = self._partition(key)
         with self._lock:
-            partition.release(digest)
+            partition.expiries.pop(key, None)
 
 
 class _Partition:
     """The claims of one kind of key, with their own bound. Not locked: the store locks."""
 
-    def __init__(self, ttl: float, max_entries: int, kind: str, setting: str) -> None:
-        self.ttl = ttl
+    def __init__(self, max_entries: int, kind: str, setting: str) -> None:
         self.max_entries = max_entries
         self.kind = kind
         self.setting = setting
-        # Keys are kept as 64-bit digests (a wamid key is ~100 bytes as a
-        # str); 100,000 of them collide with odds of about 3e-10.
-        self._live = DigestSet()
-        # Every claim in claim order, which is expiry order since all share
-        # one TTL. Claims within ttl/1000 of a run's start join that run, and
-        # the run expires ttl after its latest claim: one float per run
-        # instead of one per key.
-        self._order = DigestQueue()
-        self._runs: deque[_Run] = deque()
-        self._run_width = ttl / 1000
-        # Released digests still in _order, with how many such older copies.
-        self._released: dict[int, int] = {}
-        self._warned_full = False
+        # key -> expiry time, in claim order: with one TTL for all, that is
+        # expiry order, so expired keys are always at the front.
+        self.expiries: OrderedDict[str, float] = OrderedDict()
+        self.warned_full = False
 
-    def size(self, now: float) -> int:
-        self._purge(now)
-        return len(self._live)
+    def purge(self, now: float) -> None:
+        expiries = self.expiries
+        while expiries and next(iter(expiries.values())) <= now:
+            expiries.popitem(last=False)
 
-    def claim(self, digest: int, now: float) -> bool:
-        self._purge(now)
-        live = self._live
-        # Released claims stay queued until they expire, so the bound
-        # counts the queue, not only the live keys: nothing grows past
-        # max_entries however many claims are released.
-        if len(self._order) >= self.max_entries:
-            if digest in live:
+    def claim(self, key: str, now: float, expires: float) -> bool:
+        self.purge(now)
+        expiries = self.expiries
+        # The key's own expiry, not only membership: a clock that stepped back
+        # can leave an expired key behind a live one at the front.
+        known = expiries.get(key)
+        if known is not None:
+            if known > now:
                 return False
-            if self._forget_oldest() and not self._warned_full:
-                self._warned_full = True
+            del expiries[key]
+        if len(expiries) >= self.max_entries:
+            expiries.popitem(last=False)
+            if not self.warned_full:
+                self.warned_full = True
                 logger.warning(
                     "InMemoryStore is full (%d %s): the oldest are forgotten before "
                     "their TTL; raise %s or use RedisStore",
@@ -197,63 +192,8 @@ class _Partition:
                     self.kind,
                     self.setting,
                 )
-        if not live.add(digest):
-            return False
-        self._order.append(digest)
-        runs = self._runs
-        if runs and now - runs[-1].started < self._run_width:
-            run = runs[-1]
-            # max(): a clock that steps back must not shorten the run's keys.
-            run.expires = max(run.expires, now + self.ttl)
-            run.count += 1
-        else:
-            runs.append(_Run(now, now + self.ttl, 1))
+        expiries[key] = expires
         return True
-
-    def release(self, digest: int) -> None:
-        if self._live.discard(digest):
-            self._released[digest] = self._released.get(digest, 0) + 1
-
-    def _purge(self, now: float) -> None:
-        runs = self._runs
-        while runs and runs[0].expires <= now:
-            for _ in range(runs[0].count):
-                self._forget_oldest()
-
-    def _forget_oldest(self) -> bool:
-        """Drop the oldest claim; ``True`` if it was still live (not released)."""
-        digest = self._order.popleft()
-        run = self._runs[0]
-        run.count -= 1
-        if not run.count:
-            self._runs.popleft()
-        copies = self._released.get(digest)
-        if copies is None:
-            self._live.discard(digest)
-            return True
-        # Released copies are older than a live re-claim of the same key.
-        if copies == 1:
-            del self._released[digest]
-        else:
-            self._released[digest] = copies - 1
-        return False
-
-
-class _Run:
-    """Consecutive claims sharing one expiry time."""
-
-    __slots__ = ("count", "expires", "started")
-
-    def __init__(self, started: float, expires: float, count: int) -> None:
-        self.started = started
-        self.expires = expires
-        self.count = count
-
-
-def _digest(key: str) -> int:
-    """A nonzero 64-bit digest of ``key``."""
-    raw = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(raw, "big") or 1
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:

@@ -26,8 +26,9 @@ from .dedup import Store
 from .dispatch import Dispatcher, InlineDispatcher
 from .graph import GraphClient, Timeout
 from .outbox import MediaSource, Outbox
+from .rates import Pacer
 from .responder import Assistant, Responder, SendErrorHandler
-from .retry import RetryPolicy
+from .retry import NO_RETRY, Retrier, RetryPolicy
 from .routing import UpdateRouter
 from .settings import Settings
 from .streaming import StreamMode
@@ -83,6 +84,8 @@ class Behaviour:
     timeout: Timeout = config.DEFAULT_TIMEOUT
     session: requests.Session | None = None
     max_items: int | None = config.DEFAULT_MAX_ITEMS_PER_POST
+    #: Delivery rate control shared by every sender of this behaviour (``None``: off).
+    rates: Pacer | None = None
 
 
 class WhatsappCore:
@@ -133,12 +136,16 @@ class WhatsappCore:
             return client
 
     def _new_graph(self, token: str) -> GraphClient:
+        behaviour = self.behaviour
+        retry: RetryPolicy | Retrier | None = behaviour.retry
+        if behaviour.rates is not None:
+            retry = Retrier(behaviour.retry or NO_RETRY, rates=behaviour.rates)
         return GraphClient(
             token,
             self.settings.base_url,
-            timeout=self.behaviour.timeout,
-            session=self.behaviour.session,
-            retry=self.behaviour.retry,
+            timeout=behaviour.timeout,
+            session=behaviour.session,
+            retry=retry,
         )
 
     def outbox(self, phone_number_id: str | None = None) -> Outbox:

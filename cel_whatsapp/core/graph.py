@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json as jsonlib
 import logging
-import os
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -16,7 +15,6 @@ from typing import Any
 
 import requests
 import urllib3
-from requests.utils import get_environ_proxies
 
 from ..config import DEFAULT_TIMEOUT, clean_secret
 from ..errors import (
@@ -26,8 +24,8 @@ from ..errors import (
     GraphTransportError,
     error_class_for,
 )
-from ._quick_send import Answer, QuickSender
 from .retry import Retrier, RetryPolicy, is_retryable
+from .sending import SessionSender
 
 logger = logging.getLogger(__name__)
 
@@ -76,29 +74,47 @@ def request_error(exc: BaseException, target: str) -> GraphAPIError:
     """Our error for ``exc``, one of :data:`REQUEST_ERRORS`, raised calling ``target``.
 
     The message names the exception's type, never its text, which may hold
-    a header value. Raise it ``from chainable(exc)``.
+    a header value. The ``request`` and ``response`` requests' exception
+    carried are kept on ours. Raise it ``from chainable(exc)``.
     """
     name = type(exc).__name__
+    kept = _kept(exc)
     if isinstance(exc, requests.ConnectionError):
         sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
-        return GraphTransportError(f"could not reach {target} ({name})", request_sent=sent)
+        return GraphTransportError(f"could not reach {target} ({name})", request_sent=sent, **kept)
     if isinstance(exc, requests.Timeout):
         return GraphTransportError(
             f"{target} did not answer in time ({name}; the request may have been processed)",
             request_sent=True,
+            **kept,
         )
     if isinstance(exc, _FAILED_AFTER_SENDING):
         # The request went out but its answer could not be read: it may
         # have been processed.
         return GraphTransportError(
-            f"the answer of {target} could not be read ({name})", request_sent=True
+            f"the answer of {target} could not be read ({name})", request_sent=True, **kept
         )
     if isinstance(exc, _NOT_SENT):
         return GraphRequestError(
             f"the request to {target} could not be made ({name}): a header value (the access "
-            "token?), the URL or the body is not valid HTTP; nothing was sent"
+            "token?), the URL or the body is not valid HTTP; nothing was sent",
+            **kept,
         )
-    return GraphTransportError(f"the request to {target} failed ({name})", request_sent=True)
+    return GraphTransportError(
+        f"the request to {target} failed ({name})", request_sent=True, **kept
+    )
+
+
+def _kept(exc: BaseException) -> dict[str, Any]:
+    """The ``request`` and ``response`` of requests' ``exc``, when it has them."""
+    if not isinstance(exc, requests.RequestException):
+        return {}
+    request = getattr(exc, "request", None)
+    return {
+        # A plain Request (not yet prepared) says nothing a PreparedRequest would not.
+        "request": request if isinstance(request, requests.PreparedRequest) else None,
+        "response": getattr(exc, "response", None),
+    }
 
 
 def chainable(exc: BaseException) -> BaseException | None:
@@ -106,7 +122,7 @@ def chainable(exc: BaseException) -> BaseException | None:
     return exc if isinstance(exc, _CHAINABLE) else None
 
 
-def redirect_error(status: int) -> GraphAPIError:
+def redirect_error(status: int, response: requests.Response | None = None) -> GraphAPIError:
     """Our error for a 3xx answer of the Graph API, which is never followed.
 
     Meta's Graph API does not redirect; whatever does (a proxy, a wrong
@@ -123,25 +139,22 @@ def redirect_error(status: int) -> GraphAPIError:
         "proxy in between",
         http_status=status,
         retryable=False,
+        response=response,
     )
 
 
 def error_from_response(response: requests.Response) -> GraphAPIError:
-    """Build a :class:`GraphAPIError` from an error answer of the Graph API."""
-    return error_from_answer(Answer(response.status_code, response.headers, response.content))
-
-
-def error_from_answer(answer: Answer) -> GraphAPIError:
     """Build a :class:`GraphAPIError` from an error answer of the Graph API.
 
     Meta's error body is ``{"error": {"message", "type", "code",
     "error_subcode", "error_data": {"details"}, "fbtrace_id"}}``; anything
     else (an HTML error page from a proxy, say) still gives a useful error.
+    The error keeps ``response`` (and its ``request``).
     """
-    status = answer.status
-    retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
     try:
-        body = jsonlib.loads(answer.content)
+        body = jsonlib.loads(response.content)
     except ValueError:
         body = None
     error = body.get("error") if isinstance(body, Mapping) else None
@@ -150,6 +163,7 @@ def error_from_answer(answer: Answer) -> GraphAPIError:
             f"Graph API answered HTTP {status} without an error object",
             http_status=status,
             retry_after=retry_after,
+            response=response,
         )
         bare.retryable = is_retryable(bare)
         return bare
@@ -168,6 +182,7 @@ def error_from_answer(answer: Answer) -> GraphAPIError:
         details=str(details) if details else None,
         error_data=error_data,
         retry_after=retry_after,
+        response=response,
     )
     result.retryable = is_retryable(result)
     return result
@@ -214,11 +229,15 @@ class GraphClient:
     ``retry`` (a :class:`~cel_whatsapp.core.retry.RetryPolicy`) makes failed calls
     be sent again when Meta's error code says that is safe; without it every
     call is tried once.
-    Environment settings (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``)
-    are read once here instead of on every request: requests would otherwise
-    re-read them, and ``~/.netrc``, per call, which costs more than the call's
-    own work on a fast network. A ``.netrc`` entry would also replace our
-    bearer token, so it is not consulted.
+
+    Every call goes through ``session.send`` (see
+    :mod:`cel_whatsapp.core.sending`), so hooks, adapters and instrumentation
+    on the session see them all. On the session built here, environment
+    settings (``HTTPS_PROXY``, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) are read
+    once, with ``trust_env`` then turned off: requests would otherwise re-read
+    them, and ``~/.netrc``, per call, which costs more than the call's own
+    work on a fast network. A ``.netrc`` entry would also replace our bearer
+    token, so it is not consulted. Changing them later needs a new client.
     """
 
     def __init__(
@@ -243,23 +262,23 @@ class GraphClient:
             self.session = self._new_session(self.base_url)
             # Our own session: the header rides on it (nothing else uses it).
             self.session.headers.update(self.auth_headers)
+            self._sender = SessionSender(self.session)
         else:
             # A user's session may serve several clients (one connector on
             # several apps, each with its token): the header goes with each
             # request, never onto the shared session.
             self.session = session
-        # Performance (bench/, scenario 1): sends through a session built here
-        # skip Session.request's per-call merging; see quick_send.py.
-        self._quick = QuickSender(self.session) if session is None else None
+            self._sender = SessionSender(self.session, self.auth_headers)
 
     @staticmethod
     def _new_session(base_url: str) -> requests.Session:
         session = requests.Session()
+        # The environment's proxies and CA bundle, read once and then set on
+        # the session explicitly.
+        found = session.merge_environment_settings(base_url, {}, None, None, None)
         session.trust_env = False
-        session.proxies.update(get_environ_proxies(base_url))
-        bundle = _environ_ca_bundle()
-        if bundle:
-            session.verify = bundle
+        session.proxies.update(found["proxies"])
+        session.verify = found["verify"]
         session.headers["User-Agent"] = "cel-whatsapp"
         # Two of requests' default headers say nothing here: HTTP/1.1
         # connections are persistent anyway, and no Accept means any type.
@@ -279,6 +298,31 @@ class GraphClient:
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
+    def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        target: str = "the Graph API",
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one request through ``session.send`` and return requests' ``Response``.
+
+        ``kwargs`` are ``json``, ``data``, ``files``, ``headers`` and
+        ``timeout`` (the client's by default), as for ``Session.request``.
+        The bearer token goes along; a redirect is returned, never followed.
+        The answer is not checked; with ``stream=True`` its body is not yet
+        read. Raises :class:`GraphTransportError` when no answer came and
+        :class:`GraphRequestError` when the request could not be made, their
+        messages naming ``target``.
+        """
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            return self._sender.send(method, url, stream=stream, **kwargs)
+        except REQUEST_ERRORS as exc:
+            raise request_error(exc, target) from chainable(exc)
+
     def request(
         self,
         method: str,
@@ -292,15 +336,17 @@ class GraphClient:
         Raises :class:`GraphAPIError` for an error answer or a redirect
         (never followed), and :class:`GraphTransportError` when no answer
         came. With a retry policy, retryable failures are sent again first;
-        ``recipient`` (a keyword) names the user a send goes to, for the pair
-        rate limit.
+        ``recipient`` and ``sender`` (keywords) name the user a send goes to
+        and the business number it goes from, for rate control.
         """
         recipient = kwargs.pop("recipient", None)
+        sender = kwargs.pop("sender", None)
         if self.retrier is None:
             return self._request_once(method, path, json=json, **kwargs)
         return self.retrier.call(
             lambda: self._request_once(method, path, json=json, **kwargs),
             recipient=recipient,
+            number=sender,
         )
 
     def _request_once(
@@ -311,37 +357,27 @@ class GraphClient:
         json: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        kwargs.setdefault("timeout", self.timeout)
-        url = self.url(path)
-        try:
-            answer = None
-            if self._quick is not None and len(kwargs) == 1:  # only the timeout: an API call
-                answer = self._quick.send(method, url, json, kwargs["timeout"])
-            if answer is None:
-                # Never follow a redirect (see redirect_error).
-                kwargs["allow_redirects"] = False
-                kwargs["headers"] = {**kwargs.get("headers", {}), **self.auth_headers}
-                response = self.session.request(method, url, json=json, **kwargs)
-                answer = Answer(response.status_code, response.headers, response.content)
-        except REQUEST_ERRORS as exc:
-            raise request_error(exc, "the Graph API") from chainable(exc)
-        if 300 <= answer.status < 400:
-            raise redirect_error(answer.status)
-        if answer.status >= 400:
-            error = error_from_answer(answer)
+        response = self.call(method, self.url(path), json=json, **kwargs)
+        status = response.status_code
+        if 300 <= status < 400:
+            raise redirect_error(status, response)
+        if status >= 400:
+            error = error_from_response(response)
             logger.debug("Graph API error on %s %s: %s", method, path, error)
             raise error
         try:
-            data = jsonlib.loads(answer.content)
+            data = jsonlib.loads(response.content)
         except ValueError as exc:
             raise GraphAPIError(
                 "Graph API answered with a body that is not JSON",
-                http_status=answer.status,
+                http_status=status,
+                response=response,
             ) from exc
         if not isinstance(data, dict):
             raise GraphAPIError(
                 "Graph API answered with JSON that is not an object",
-                http_status=answer.status,
+                http_status=status,
+                response=response,
             )
         return data
 
@@ -353,6 +389,7 @@ class GraphClient:
             f"{phone_number_id}/messages",
             json=payload,
             recipient=str(recipient) if recipient else None,
+            sender=phone_number_id,
         )
 
 
@@ -371,7 +408,3 @@ def _refused(exc: requests.ConnectionError) -> bool:
 def _reason(exc: BaseException) -> BaseException | None:
     reason = getattr(exc, "reason", None)
     return reason if isinstance(reason, BaseException) else None
-
-
-def _environ_ca_bundle() -> str | None:
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None

@@ -28,14 +28,7 @@ from ..config import DEFAULT_MEDIA_MAX_BYTES
 from ..errors import CelWhatsappError, GraphAPIError, GraphTransportError
 from ..model import MediaAttachment
 from ._trust import TRUSTED_MEDIA_DOMAINS, token_url
-from .graph import (
-    REQUEST_ERRORS,
-    GraphClient,
-    chainable,
-    error_from_response,
-    int_or_none,
-    request_error,
-)
+from .graph import REQUEST_ERRORS, GraphClient, chainable, error_from_response, int_or_none
 
 __all__ = [
     "TRUSTED_MEDIA_DOMAINS",
@@ -225,16 +218,7 @@ def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple
     connects to 127.0.0.1 (a case in tests/test_media_trust.py).
     """
     for _ in range(_MAX_REDIRECTS + 1):
-        try:
-            response = graph.session.get(
-                url,
-                headers=graph.auth_headers,
-                stream=True,
-                timeout=graph.timeout,
-                allow_redirects=False,
-            )
-        except REQUEST_ERRORS as exc:
-            raise request_error(exc, f"the host of media {media_id}") from chainable(exc)
+        response = graph.call("GET", url, target=f"the host of media {media_id}", stream=True)
         with response:
             if not response.is_redirect:
                 return _read(response, media_id, max_bytes)
@@ -244,11 +228,13 @@ def _fetch(graph: GraphClient, url: str, media_id: str, max_bytes: int) -> tuple
                 f"the download of media {media_id} was redirected off Meta's media hosts; "
                 "not followed, so that the access token stays private",
                 http_status=response.status_code,
+                response=response,
             )
         url = target
     raise GraphAPIError(
         f"the download of media {media_id} was redirected more than {_MAX_REDIRECTS} times",
         http_status=response.status_code,
+        response=response,
     )
 
 
@@ -274,6 +260,7 @@ def _read(response: requests.Response, media_id: str, max_bytes: int) -> tuple[b
             f"the download of media {media_id} broke off after {received} bytes "
             f"({type(exc).__name__})",
             request_sent=True,
+            response=response,
         ) from chainable(exc)
     return b"".join(chunks), response.headers.get("Content-Type")
 

@@ -11,17 +11,16 @@ import mimetypes
 import os
 import re
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any, Union
+from typing import IO, Any, Union
 
 from ..config import DEFAULT_POLICY, check_policy
 from ..errors import GraphAPIError, OutsideWindowError
 from ..model import Lead
+from ..replies import React, Reply, Text
 from ._sentences import split_text
 from .deferral import SendDeferredError, current_deferral
 from .graph import GraphClient
-
-if TYPE_CHECKING:
-    from ..replies import Reply
+from .limits import fit_reply
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +76,8 @@ def explain(error: GraphAPIError) -> GraphAPIError:
         details=error.details or error.message,
         error_data=error.error_data,
         retryable=False,
+        request=error.request,
+        response=error.response,
     )
 
 
@@ -152,12 +153,6 @@ class Outbox:
         ``limits`` policy. ``answering`` is the message a reaction without
         ``message_id`` reacts to.
         """
-        # Reply types and their limits load with the first reply object or
-        # proactive send: an app answering with plain text (send_text) never
-        # needs them, and each gunicorn worker is the leaner for it.
-        from ..replies import React, Reply, Text
-        from .limits import fit_reply
-
         if isinstance(item, str):
             if not item.strip():
                 raise ValueError("cannot send an empty text")

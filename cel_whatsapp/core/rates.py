@@ -46,6 +46,7 @@ __all__ = [
     "Pacer",
     "RateControl",
     "RedisPacer",
+    "make_pacer",
 ]
 
 #: Meta's default throughput per business number, messages per second.
@@ -286,14 +287,26 @@ class RedisPacer:
     Built from a :class:`~cel_whatsapp.core.dedup.RedisStore`'s client and
     prefix. Keys are ``{prefix}rate:...``; each expires once its bucket
     would be full again, so idle pairs cost nothing.
+
+    While Redis cannot be reached (``errors``: the exceptions meaning so), the
+    budgets are kept in this process instead (a :class:`LocalPacer`), with a
+    warning at most once a minute: answers are paced per worker, not lost.
     """
 
     def __init__(
-        self, client: Any, control: RateControl = DEFAULT_RATE_CONTROL, *, prefix: str
+        self,
+        client: Any,
+        control: RateControl = DEFAULT_RATE_CONTROL,
+        *,
+        prefix: str,
+        errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.control = control
         self.client = client
         self.prefix = prefix
+        self.errors = errors
+        self.fallback = LocalPacer(control)
+        self._warned_at = -math.inf
         self._acquire = client.register_script(_ACQUIRE)
         self._pause = client.register_script(_PAUSE)
         self._strike = client.register_script(_STRIKE)
@@ -310,39 +323,89 @@ class RedisPacer:
             f"{base}:pair:{recipient}:pause",
         ]
 
+    def _unreachable(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._warned_at >= 60.0:
+            self._warned_at = now
+            logger.warning(
+                "delivery rate control: Redis unreachable (%s); pacing in this process "
+                "until it is back",
+                type(exc).__name__,
+            )
+
     def try_acquire(self, number: str, recipient: str) -> float:
         control = self.control
-        wait_ms = self._acquire(
-            keys=self._keys(number, recipient),
-            args=[
-                repr(control.messages_per_second / 1000.0),
-                repr(control.number_capacity),
-                repr(control.pair_rate / 1000.0),
-                repr(float(control.pair_burst)),
-            ],
-        )
+        try:
+            wait_ms = self._acquire(
+                keys=self._keys(number, recipient),
+                args=[
+                    repr(control.messages_per_second / 1000.0),
+                    repr(control.number_capacity),
+                    repr(control.pair_rate / 1000.0),
+                    repr(float(control.pair_burst)),
+                ],
+            )
+        except self.errors as exc:
+            self._unreachable(exc)
+            return self.fallback.try_acquire(number, recipient)
         return int(wait_ms) / 1000.0
 
     def pause_number(self, number: str, seconds: float) -> None:
-        self._pause(keys=[self._keys(number, "")[2]], args=[_ms(seconds)])
+        self.fallback.pause_number(number, seconds)
+        try:
+            self._pause(keys=[self._keys(number, "")[2]], args=[_ms(seconds)])
+        except self.errors as exc:
+            self._unreachable(exc)
 
     def pause_pair(self, number: str, recipient: str, retry_after: float | None) -> float:
         keys = self._keys(number, recipient)
         remember = _ms(2 * self.control.max_pair_pause)
-        strikes = int(self._strike(keys=[keys[3] + ":strikes"], args=[remember]))
+        try:
+            strikes = int(self._strike(keys=[keys[3] + ":strikes"], args=[remember]))
+        except self.errors as exc:
+            self._unreachable(exc)
+            return self.fallback.pause_pair(number, recipient, retry_after)
         seconds = self.control.pair_pause(strikes)
         if retry_after is not None:
             seconds = max(seconds, retry_after)
-        self._pause(keys=[keys[3]], args=[_ms(seconds)])
+        try:
+            self._pause(keys=[keys[3]], args=[_ms(seconds)])
+        except self.errors as exc:
+            self._unreachable(exc)
+            self.fallback.pause_pair(number, recipient, retry_after)
         return seconds
 
     def paused_for(self, number: str, recipient: str) -> float:
         keys = self._keys(number, recipient)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.pttl(keys[2])
-        pipe.pttl(keys[3])
-        return max(0, *(int(ms) for ms in pipe.execute())) / 1000.0
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.pttl(keys[2])
+            pipe.pttl(keys[3])
+            return max(0, *(int(ms) for ms in pipe.execute())) / 1000.0
+        except self.errors as exc:
+            self._unreachable(exc)
+            return self.fallback.paused_for(number, recipient)
 
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
+
+
+def make_pacer(setting: bool | RateControl, store: object = None) -> Pacer | None:
+    """The pacer for ``delivery_rate_control=setting``: in Redis when ``store`` is a
+    :class:`~cel_whatsapp.core.dedup.RedisStore`, else in this process; ``None`` when off."""
+    if setting is False:
+        return None
+    if setting is True:
+        control = DEFAULT_RATE_CONTROL
+    elif isinstance(setting, RateControl):
+        control = setting
+    else:
+        raise TypeError(
+            f"delivery_rate_control must be True, False or a RateControl, not {setting!r}"
+        )
+    from .dedup import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RedisPacer(store.client, control, prefix=store.prefix, errors=store.errors)
+    return LocalPacer(control)

@@ -8,26 +8,21 @@ assistant, turns its result (a string, a stream of chunks, rich replies, or
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, TypeGuard, Union, cast
+from typing import cast
 
 from ..config import DEFAULT_MAX_MESSAGES_PER_ANSWER, DEFAULT_POLICY
 from ..errors import GraphAPIError
 from ..model import Lead, Message
+from ..replies import Reply
 from .graph import GraphClient
 from .outbox import Outbox
 from .streaming import StreamMode, TextStreamer
 
-if TYPE_CHECKING:
-    from ..replies import Reply
-
 logger = logging.getLogger(__name__)
 
-_REPLIES_MODULE = __name__.split(".")[0] + ".replies"
-
 #: What an assistant may return.
-AssistantResult = Union[str, "Reply", Iterable[Union[str, "Reply"]], None]
+AssistantResult = str | Reply | Iterable[str | Reply] | None
 Assistant = Callable[[Message], AssistantResult]
 #: Called with the message being answered and the error, when a send fails for good.
 SendErrorHandler = Callable[[Message, GraphAPIError], object]
@@ -37,7 +32,7 @@ def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
     """Yield the pieces of an assistant's result in order, lazily."""
     if result is None:
         return
-    if isinstance(result, str) or is_reply(result):
+    if isinstance(result, (str, Reply)):
         yield result
         return
     if isinstance(result, (bytes, bytearray, dict)):
@@ -45,28 +40,15 @@ def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
             f"the assistant returned {type(result).__name__}; return a str, an "
             "iterable of str chunks, a reply object or None"
         )
-    # Not a reply (is_reply said so; TypeGuard cannot narrow that side).
+    # None items are allowed (and skipped), though the declared type has none.
     for item in cast("Iterable[str | Reply | None]", result):
         if item is None:
             continue
-        if not (isinstance(item, str) or is_reply(item)):
+        if not isinstance(item, (str, Reply)):
             raise TypeError(
                 f"the assistant yielded {type(item).__name__}; yield str chunks or reply objects"
             )
         yield item
-
-
-def is_reply(value: object) -> TypeGuard[Reply]:
-    """Whether ``value`` is a reply object, without loading the reply types.
-
-    They load with the first use of a reply class (see ``Outbox.prepare``);
-    until then no object can be one, and an app answering with plain text
-    never loads them.
-    """
-    # getattr: another thread may be importing the module right now, so it
-    # can be in sys.modules without its classes yet; then no reply exists either.
-    reply_type = getattr(sys.modules.get(_REPLIES_MODULE), "Reply", None)
-    return reply_type is not None and isinstance(value, reply_type)
 
 
 class _AnswerTooLong(Exception):  # noqa: N818 - a stop signal, not an error

@@ -43,6 +43,7 @@ from typing import TypeVar
 from ..config import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_TOTAL_TIME
 from ..errors import GraphAPIError, GraphTransportError, RateLimitError, Transience, code_info
 from .deferral import check_wait
+from .rates import Pacer
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ T = TypeVar("T")
 
 #: Pair rate limit: too many messages from this number to the same user.
 PAIR_RATE_CODE = 131056
+#: Throughput exceeded: too many messages from this number right now.
+THROUGHPUT_CODE = 130429
 
 _VERDICTS = {
     Transience.TRANSIENT: "retry",
@@ -187,12 +190,16 @@ class Retrier:
         policy: RetryPolicy | None = None,
         *,
         pacer: RecipientPacer | None = None,
+        rates: Pacer | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.policy = policy if policy is not None else RetryPolicy()
         self.pacer = pacer if pacer is not None else RecipientPacer(clock=clock)
+        #: Delivery rate control (:mod:`cel_whatsapp.core.rates`), for sends that name
+        #: their business number and recipient; ``None``: only ``pacer``'s holds.
+        self.rates = rates
         self._sleep = sleep
         self._clock = clock
         self._random = rand
@@ -200,12 +207,18 @@ class Retrier:
     def __repr__(self) -> str:
         return f"Retrier({self.policy!r})"
 
-    def call(self, send: Callable[[], T], *, recipient: str | None = None) -> T:
+    def call(
+        self, send: Callable[[], T], *, recipient: str | None = None, number: str | None = None
+    ) -> T:
         """Return ``send()``, trying again while the error says a retry may help.
 
         The last error is raised when the policy gives up or the error is
-        permanent or uncertain.
+        permanent or uncertain. A message send names its ``recipient`` and the
+        business ``number`` it goes from: with rate control each try first
+        waits for its turn, and a 130429 or 131056 answer pauses the number
+        or the pair for every sender sharing the control.
         """
+        rates = self.rates if recipient is not None and number is not None else None
         stop = _stop_event.get()
         if stop is not None and stop.is_set():
             raise GraphAPIError("not sent: sending was stopped (shutting down)")
@@ -214,7 +227,9 @@ class Retrier:
         attempt = 0
         while True:
             attempt += 1
-            if recipient is not None:
+            if rates is not None:
+                self._take_turn(rates, str(number), str(recipient), deadline)
+            elif recipient is not None:
                 held = self.pacer.wait_time(recipient)
                 if held > 0:
                     if self._clock() + held > deadline:
@@ -238,7 +253,7 @@ class Retrier:
                 if attempt >= policy.attempts:
                     logger.warning("giving up after %d attempt(s): %s", attempt, error)
                     raise
-                delay = self._delay(verdict, attempt, error)
+                delay = self._delay(verdict, attempt, error, rates, number, recipient)
                 if self._clock() + delay > deadline:
                     logger.warning(
                         "giving up after %d attempt(s): the next wait (%.2fs) would pass the "
@@ -255,7 +270,9 @@ class Retrier:
                     policy.attempts,
                     delay,
                 )
-                if verdict is Verdict.RECIPIENT and recipient is not None:
+                if rates is not None and error.code in (THROUGHPUT_CODE, PAIR_RATE_CODE):
+                    pass  # paused in the shared control; waited at the top of the loop
+                elif verdict is Verdict.RECIPIENT and recipient is not None:
                     self.pacer.hold(recipient, delay)  # waited at the top of the loop
                 elif self._wait(delay):
                     logger.warning(
@@ -264,6 +281,21 @@ class Retrier:
                         error,
                     )
                     raise
+
+    def _take_turn(self, rates: Pacer, number: str, recipient: str, deadline: float) -> None:
+        """Wait until rate control lets one message go from ``number`` to ``recipient``."""
+        while True:
+            wait = rates.try_acquire(number, recipient)
+            if wait <= 0:
+                return
+            if self._clock() + wait > deadline:
+                raise RateLimitError(
+                    f"not sent: delivery rate control would hold this message {wait:.1f}s more, "
+                    "past the retry time limit",
+                    code=THROUGHPUT_CODE if rates.paused_for(number, "") > 0 else None,
+                )
+            if self._wait(wait):
+                raise GraphAPIError("not sent: waiting for its turn was stopped (shutting down)")
 
     def _wait(self, seconds: float) -> bool:
         """Wait ``seconds``; ``True`` if the wait was stopped (see :func:`stop_waiting_on`).
@@ -278,7 +310,30 @@ class Retrier:
             return False
         return event.wait(seconds)
 
-    def _delay(self, verdict: Verdict, attempt: int, error: GraphAPIError) -> float:
+    def _delay(
+        self,
+        verdict: Verdict,
+        attempt: int,
+        error: GraphAPIError,
+        rates: Pacer | None = None,
+        number: str | None = None,
+        recipient: str | None = None,
+    ) -> float:
+        retry_after = (
+            error.retry_after if error.retry_after is not None and error.retry_after >= 0 else None
+        )
+        if rates is not None and number is not None and recipient is not None:
+            # Every sender sharing the control pauses, not only this thread.
+            if error.code == THROUGHPUT_CODE:
+                pause = (
+                    retry_after
+                    if retry_after is not None
+                    else rates.control.pause_after_throughput_error
+                )
+                rates.pause_number(number, pause)
+                return pause
+            if error.code == PAIR_RATE_CODE:
+                return rates.pause_pair(number, recipient, retry_after)
         if error.retry_after is not None and error.retry_after >= 0:
             return error.retry_after
         if verdict is Verdict.RECIPIENT:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import CelWhatsappError
+from ..replies import Reply, Template, Text
 
 if TYPE_CHECKING:
-    from ..replies import Reply
     from .connector import WhatsappConnector
 
 
@@ -48,8 +48,6 @@ def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
         Works only inside the user's 24-hour customer-service window; use
         send-template otherwise.
         """
-        from ..replies import Text  # loaded when a command runs, not with every app
-
         body = " ".join(text)
         deliver(to, lambda: Text(body, preview_url=True) if preview_url else body, sender)
 
@@ -76,8 +74,6 @@ def add_commands(group: click.Group, connector: WhatsappConnector) -> None:
         to: str, sender: str | None, language: str, params: tuple[str, ...], name: str
     ) -> None:
         """Send the approved message template NAME (reaches users outside the 24-hour window)."""
-        from ..replies import Template  # loaded when a command runs, not with every app
-
         deliver(to, lambda: Template.with_body(name, params, language=language), sender)
 
 

@@ -26,6 +26,7 @@ from ..core.dispatch import Dispatcher, make_dispatcher
 from ..core.engine import Behaviour, WhatsappCore, answering_core
 from ..core.graph import Timeout
 from ..core.outbox import MediaSource
+from ..core.rates import Pacer, RateControl, make_pacer
 from ..core.responder import Assistant, SendErrorHandler
 from ..core.retry import RetryPolicy
 from ..core.routing import (
@@ -107,6 +108,7 @@ class WhatsappConnector:
         retry_total_time: float = config.DEFAULT_RETRY_TOTAL_TIME,
         assistant_types: AssistantTypes = None,
         max_messages_per_answer: int = config.DEFAULT_MAX_MESSAGES_PER_ANSWER,
+        delivery_rate_control: bool | RateControl = True,
         app: Flask | None = None,
     ) -> None:
         # Explicit settings, checked now (a bad secret fails here, not later);
@@ -156,6 +158,9 @@ class WhatsappConnector:
             "max_messages_per_answer", max_messages_per_answer
         )
         self._router = UpdateRouter(assistant_types=assistant_types)
+        #: Paces sends to Meta's throughput and pair rate (``None``: off); shared by
+        #: every worker through a ``RedisStore``, else per process.
+        self.rate_control: Pacer | None = make_pacer(delivery_rate_control, self.store)
         if app is not None:
             self.init_app(app)
 
@@ -412,6 +417,7 @@ class WhatsappConnector:
             timeout=self.timeout,
             session=self._session,
             max_items=self.max_items,
+            rates=self.rate_control,
         )
 
     # -- the core in force ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 EXTENSION_KEY = "cel_whatsapp.simulator"
 DEFAULT_USER_PHONE = "15551234567"
 DEFAULT_USER_NAME = "Alex"
+#: What the empty chat suggests typing (the demo bot answers ``menu`` with buttons).
+DEFAULT_EXAMPLES = ("menu", "Hello! What can you do?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,9 @@ class Simulator:
     ``share`` groups the processes of one server around one hub: ``None``
     detects gunicorn workers (see :mod:`cel_whatsapp.simulator.shared`), a
     string is an explicit group key, ``False`` keeps a private hub.
+
+    ``examples`` are the messages the empty chat offers as one-click
+    suggestions: put there what your bot understands.
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class Simulator:
         user_name: str = DEFAULT_USER_NAME,
         bot_name: str = "WhatsApp bot",
         share: str | bool | None = None,
+        examples: Sequence[str] = DEFAULT_EXAMPLES,
     ) -> None:
         self.url_prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
         self.webhook_path = "/" + webhook_path.strip("/")
@@ -74,6 +81,8 @@ class Simulator:
         self.user_name = user_name
         self.bot_name = bot_name
         self.share = share
+        # A lone string is one example, not one per letter.
+        self.examples = (examples,) if isinstance(examples, str) else tuple(examples)
         if app is not None:
             self.init_app(app)
 

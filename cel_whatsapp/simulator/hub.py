@@ -387,7 +387,10 @@ class SimulatorHub(FakeGraphAPI):
             raise ValueError("'after' and 'wait' must be numbers") from exc
         epoch = self.feed.epoch
         if query.get("epoch") not in (None, "", epoch):
-            after = 0  # the reader knew an older conversation: start it over
+            # The reader knew an older conversation (cleared, or a restarted hub):
+            # it must start over now, not after a wait for news of the new one.
+            after = 0
+            wait = 0.0
         found, last = self.feed.after(after, user=query.get("user") or None, wait=wait)
         return _json(200, {"epoch": self.feed.epoch, "events": found, "last": last})
 

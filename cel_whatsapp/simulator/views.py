@@ -4,7 +4,8 @@ The page polls ``events`` for what happened (each bot message as it is sent,
 read receipts, the typing indicator). On a multi-threaded server the request
 waits up to 20 s for something new (long polling); on synchronous workers,
 where a waiting request would hold a whole worker, it answers at once and
-the page asks again a moment later.
+the page asks again a moment later. A page that lost the server asks with
+``wait=0`` until it is answered, to tell at once that the server is back.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
             "user": {"phone": simulator.user_phone, "name": simulator.user_name},
             "bot": {"name": simulator.bot_name, "phone": webhooks.DEFAULT_DISPLAY_NUMBER},
             "maxUpload": MAX_MEDIA_BYTES,
+            "maxText": MAX_TEXT,
+            "examples": list(simulator.examples),
         }
         # Safe inside <script type="application/json">: no "<" survives.
         embedded = json.dumps(page_config).replace("<", "\\u003c")
@@ -100,8 +103,10 @@ def build_blueprint(simulator: Simulator) -> Blueprint:
     @blueprint.get("/sim/api/events")
     def events() -> Response:
         waiting_allowed = long_polling()
-        # A page that does not know the conversation yet gets an answer at once.
-        wait = LONG_POLL_SECONDS if waiting_allowed and request.args.get("epoch") else 0.0
+        # A page that does not know the conversation yet, or that is checking
+        # whether the server is back, gets an answer at once.
+        wants_news = request.args.get("epoch") and request.args.get("wait") != "0"
+        wait = LONG_POLL_SECONDS if waiting_allowed and wants_news else 0.0
         params = {
             "after": request.args.get("after", "0"),
             "epoch": request.args.get("epoch", ""),

@@ -145,8 +145,13 @@ class FakeGraphAPI:
 
     def start(self) -> FakeGraphAPI:
         if self._thread is None:
+            # A short poll: stop() waits up to one poll for the loop to notice,
+            # and a test suite starts and stops many fakes.
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="fake-graph-api", daemon=True
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="fake-graph-api",
+                daemon=True,
             )
             self._thread.start()
         return self

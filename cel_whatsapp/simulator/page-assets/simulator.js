@@ -9,6 +9,7 @@
   const api = config.api;
   const $ = (id) => document.getElementById(id);
   const list = $("messages");
+  const input = $("text");
   const bubbles = new Map(); // wamid -> bubble element
   const texts = new Map(); // wamid -> short text, for quotes
   let epoch = "";
@@ -16,8 +17,11 @@
   let typingTimer = null;
   let unseen = [];
   let seenTimer = null;
+  let typing = false;
+  let offline = false;
 
   $("bot-name").textContent = config.bot.name;
+  input.maxLength = config.maxText;
 
   // -- helpers ------------------------------------------------------------------
 
@@ -26,6 +30,20 @@
     if (className) node.className = className;
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
+  }
+
+  // One of the page's own SVG icons (the <symbol>s in index.html), never an
+  // emoji: many machines have no emoji font and would show empty boxes.
+  const SVG = "http://www.w3.org/2000/svg";
+  function icon(name) {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "i");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const use = document.createElementNS(SVG, "use");
+    use.setAttribute("href", `#i-${name}`);
+    svg.append(use);
+    return svg;
   }
 
   function safeUrl(value) {
@@ -100,7 +118,8 @@
   function addMeta(node, at, withTicks) {
     const meta = el("span", "meta", clock(at));
     if (withTicks) {
-      const ticks = el("span", "ticks", "✓");
+      const ticks = el("span", "ticks");
+      ticks.append(icon("tick"));
       ticks.title = "sent";
       meta.append(ticks);
     }
@@ -142,7 +161,7 @@
       doc.href = src;
       doc.target = "_blank";
       doc.rel = "noopener noreferrer";
-      doc.append(el("span", "icon", "📄"), el("span", null, media.filename || "Document"));
+      doc.append(icon("doc"), el("span", null, media.filename || "Document"));
       node.append(doc);
     }
     if (media.caption) {
@@ -163,7 +182,7 @@
     words.append(el("div", null, place.name || "Location"));
     if (place.address) words.append(el("div", "small", place.address));
     words.append(el("div", "small", `${lat.toFixed(5)}, ${lon.toFixed(5)}`));
-    link.append(el("span", "icon", "📍"), words);
+    link.append(icon("pin"), words);
     node.append(link);
   }
 
@@ -174,7 +193,7 @@
       words.append(el("div", null, (contact.name && contact.name.formatted_name) || "Contact"));
       for (const phone of contact.phones || []) words.append(el("div", "small", phone.phone || phone.wa_id));
       for (const email of contact.emails || []) words.append(el("div", "small", email.email));
-      card.append(el("span", "icon", "👤"), words);
+      card.append(icon("person"), words);
       node.append(card);
     }
   }
@@ -201,21 +220,24 @@
         actions.append(b);
       }
     } else if (interactive.type === "list") {
-      const open = el("button", "list-open", `☰ ${action.button || "Menu"}`);
+      const open = el("button", "list-open");
+      open.append(icon("list"), action.button || "Menu");
       open.type = "button";
       open.addEventListener("click", () => openList(id, interactive));
       actions.append(open);
     } else if (interactive.type === "cta_url") {
       const params = action.parameters || {};
-      const link = el("a", "cta", `↗ ${params.display_text || "Open"}`);
+      const link = el("a", "cta");
+      link.append(icon("link"), params.display_text || "Open");
       link.href = safeUrl(params.url) || "#";
       link.target = "_blank";
       link.rel = "noopener noreferrer";
       actions.append(link);
     } else if (interactive.type === "location_request_message") {
-      const share = el("button", "reply-button", "📍 Send location");
+      const share = el("button", "reply-button");
+      share.append(icon("pin"), "Send location");
       share.type = "button";
-      share.addEventListener("click", () => $("location-dialog").showModal());
+      share.addEventListener("click", () => openDialog("location-dialog"));
       actions.append(share);
     } else {
       node.append(el("div", "small", `[interactive "${interactive.type}" message]`));
@@ -243,6 +265,13 @@
         holder.append(b);
       }
     }
+    openDialog("list-dialog");
+  }
+
+  // A <dialog> keeps its last returnValue: clear it, or Escape would repeat the last choice.
+  function openDialog(id) {
+    const dialog = $(id);
+    dialog.returnValue = "";
     dialog.showModal();
   }
 
@@ -251,9 +280,9 @@
     const part = payload[type] || {};
     if (type === "text") return part.body;
     if (type === "interactive") return (part.body && part.body.text) || "menu";
-    if (type === "location") return `📍 ${part.name || "Location"}`;
+    if (type === "location") return `Location: ${part.name || "unnamed"}`;
     if (part.caption) return part.caption;
-    return { image: "📷 Photo", video: "🎥 Video", audio: "🎵 Audio", document: `📄 ${part.filename || "Document"}`, sticker: "Sticker" }[type] || type;
+    return { image: "Photo", video: "Video", audio: "Audio", document: `Document: ${part.filename || "unnamed"}`, sticker: "Sticker" }[type] || type;
   }
 
   function showBot(event) {
@@ -311,7 +340,7 @@
       text = reply.title;
       node.append(formatted(text || ""));
     } else if (type === "location") {
-      text = `📍 ${part.name || "Location"}`;
+      text = `Location: ${part.name || "unnamed"}`;
       renderLocation(node, part);
     } else if (["image", "video", "audio", "document", "sticker"].includes(type)) {
       text = part.caption || type;
@@ -353,22 +382,37 @@
       return;
     }
     if (ticks.classList.contains("read")) return;
-    ticks.textContent = "✓✓";
+    ticks.replaceChildren(icon("ticks"));
     ticks.className = state === "read" ? "ticks read" : "ticks";
     ticks.title = state;
   }
 
+  function showStatus() {
+    const status = $("bot-status");
+    status.textContent = offline ? "offline — retrying" : typing ? "typing…" : "online";
+    status.classList.toggle("offline", offline);
+  }
+
+  // Whether the app answers: every poll and every send tells.
+  function reachable(yes) {
+    if (offline !== yes) return;
+    offline = !yes;
+    showStatus();
+  }
+
   function showTyping() {
+    typing = true;
     $("typing").hidden = false;
-    $("bot-status").textContent = "typing…";
+    showStatus();
     clearTimeout(typingTimer);
     typingTimer = setTimeout(hideTyping, 25000); // WhatsApp drops it after 25 s
     scrollDown();
   }
 
   function hideTyping() {
+    typing = false;
     $("typing").hidden = true;
-    $("bot-status").textContent = "online";
+    showStatus();
     clearTimeout(typingTimer);
   }
 
@@ -399,12 +443,39 @@
     }
   }
 
+  // What to type, while the chat is empty; shown once the server said it is.
+  const hint = el("div");
+  hint.id = "empty-hint";
+  hint.hidden = true;
+  (() => {
+    hint.append(el("div", "title", "No messages yet"));
+    const how = el("p", null, "Type a message below, or try one of these:");
+    const examples = el("div", "examples");
+    for (const example of config.examples || []) {
+      const b = el("button", null, example);
+      b.type = "button";
+      b.addEventListener("click", () => {
+        input.value = example;
+        $("composer").requestSubmit();
+      });
+      examples.append(b);
+    }
+    const more = el("p");
+    more.append(icon("clip"), " sends a photo or a file, ", icon("pin"), " shares a location; double-click a message of the bot to react to it.");
+    hint.append(how, examples, more);
+  })();
+
+  function showHint() {
+    hint.hidden = list.querySelector(".msg") !== null;
+  }
+
   function reset() {
     list.replaceChildren();
     bubbles.clear();
     texts.clear();
     hideTyping();
     note("Messages go to your bot through its real webhook, as Meta would send them.");
+    list.append(hint);
   }
 
   // -- talking to the server -------------------------------------------------------------
@@ -413,7 +484,9 @@
     for (;;) {
       let delay = 0;
       try {
-        const response = await fetch(`${api}/events?after=${last}&epoch=${encodeURIComponent(epoch)}`, { cache: "no-store" });
+        // Offline, ask for an answer at once: a waiting request would hide that the server is back.
+        const query = `after=${last}&epoch=${encodeURIComponent(epoch)}${offline ? "&wait=0" : ""}`;
+        const response = await fetch(`${api}/events?${query}`, { cache: "no-store" });
         const data = await response.json();
         if (!response.ok) throw new Error(data.error || response.statusText);
         if (data.epoch !== epoch) {
@@ -428,9 +501,13 @@
           apply(event);
         }
         last = Math.max(last, data.last);
+        showHint();
         if (data.events.length && atBottom) scrollDown();
         delay = data.poll_ms || 0;
+        reachable(true);
       } catch (error) {
+        // The app is down or cannot reach its hub: say so, and try again.
+        reachable(false);
         delay = 2000;
       }
       await new Promise((resolve) => setTimeout(resolve, delay));
@@ -439,32 +516,44 @@
 
   async function post(path, body) {
     body.headers = Object.assign({ "X-Simulator-Page": "1" }, body.headers || {});
-    const response = await fetch(`${api}/${path}`, body);
+    let response;
+    try {
+      response = await fetch(`${api}/${path}`, body);
+    } catch (error) {
+      reachable(false);
+      throw new Error("the server cannot be reached");
+    }
+    reachable(true);
     const data = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(data.error || response.statusText);
     return data;
   }
 
+  // Resolves to whether the message was accepted.
   async function send(message) {
     try {
       await post("messages", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(message) });
+      return true;
     } catch (error) {
       notice(`Not sent: ${error.message}`);
+      return false;
     }
   }
 
   async function sendFile(file, caption) {
     if (file.size > config.maxUpload) {
       notice("That file is too large for WhatsApp.");
-      return;
+      return false;
     }
     const form = new FormData();
     form.append("file", file);
     if (caption) form.append("caption", caption);
     try {
       await post("media", { method: "POST", body: form });
+      return true;
     } catch (error) {
       notice(`Not sent: ${error.message}`);
+      return false;
     }
   }
 
@@ -479,24 +568,47 @@
 
   // -- the composer --------------------------------------------------------------------------
 
-  $("composer").addEventListener("submit", (e) => {
+  // The box empties at once, as in WhatsApp; a message that did not go out
+  // comes back into it (unless something new was typed meanwhile).
+  function restore(text) {
+    if (input.value) return;
+    input.value = text;
+    count();
+  }
+
+  // A counter near the limit, so the box does not stop silently at it.
+  const counter = $("counter");
+  const countFrom = config.maxText - 196; // 3,900 of 4,096
+  const number = new Intl.NumberFormat("en");
+  function count() {
+    const length = input.value.length;
+    counter.hidden = length < countFrom;
+    if (counter.hidden) return;
+    const full = length >= config.maxText;
+    counter.textContent = `${full ? "limit reached: " : ""}${number.format(length)} / ${number.format(config.maxText)}`;
+    counter.classList.toggle("full", full);
+  }
+  input.addEventListener("input", count);
+
+  $("composer").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const input = $("text");
     const text = input.value.trim();
     if (!text) return;
     input.value = "";
-    send({ type: "text", text });
+    count();
+    if (!(await send({ type: "text", text }))) restore(text);
   });
   $("attach").addEventListener("click", () => $("file").click());
-  $("file").addEventListener("change", () => {
+  $("file").addEventListener("change", async () => {
     const file = $("file").files[0];
     if (!file) return;
-    const caption = $("text").value.trim();
-    $("text").value = "";
+    const caption = input.value.trim();
+    input.value = "";
+    count();
     $("file").value = "";
-    sendFile(file, caption);
+    if (!(await sendFile(file, caption)) && caption) restore(caption);
   });
-  $("share-location").addEventListener("click", () => $("location-dialog").showModal());
+  $("share-location").addEventListener("click", () => openDialog("location-dialog"));
   $("location-dialog").addEventListener("close", () => {
     const dialog = $("location-dialog");
     if (dialog.returnValue !== "send") return;
@@ -511,9 +623,14 @@
   });
   list.addEventListener("dblclick", (e) => {
     const target = e.target.closest(".msg.in");
-    if (target && target.dataset.id) send({ type: "reaction", message_id: target.dataset.id, emoji: "👍" });
+    // A reaction is content, not an icon: it stays an emoji (a thumbs up).
+    if (target && target.dataset.id) send({ type: "reaction", message_id: target.dataset.id, emoji: "\u{1F44D}" });
   });
-  $("clear").addEventListener("click", () => post("clear", { method: "POST" }).catch((error) => notice(error.message)));
+  $("clear").addEventListener("click", () => openDialog("clear-dialog"));
+  $("clear-dialog").addEventListener("close", () => {
+    if ($("clear-dialog").returnValue !== "clear") return;
+    post("clear", { method: "POST" }).catch((error) => notice(`Not cleared: ${error.message}`));
+  });
   document.addEventListener("visibilitychange", scheduleSeen);
 
   reset();
