@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from flask import Flask
 
 from cel_whatsapp import WhatsappConnector
+from cel_whatsapp.config import BASE_URL_KEY
+from cel_whatsapp.simulator.extension import DEFAULT_USER_PHONE
 
 from . import create_app, wants_simulator
 from .celery_app import REDIS_URL_ENV
@@ -56,6 +58,13 @@ def main(argv: list[str] | None = None) -> None:
 def _serve(app: Flask, host: str, port: int, shown: str) -> None:
     if wants_simulator():
         logger.info("open http://%s:%d/ in a browser to chat with the bot", shown, port)
+        # The CLI loads the app in a process of its own: the address joins this chat.
+        logger.info(
+            "send into that chat from a terminal: flask --app sample_app whatsapp send "
+            "--base-url %s --to %s hello",
+            app.config[BASE_URL_KEY],
+            DEFAULT_USER_PHONE,
+        )
     else:
         logger.info("webhook at http://%s:%d/whatsapp (put it behind HTTPS for Meta)", shown, port)
     # threaded: the simulator page long-polls, and each webhook gets its own thread.

@@ -2,29 +2,19 @@
 
 Run: ``gunicorn -c sample_app/gunicorn.conf.py "sample_app:create_app()"``
 
-How a restart or stop stays lossless: gunicorn sends each worker SIGTERM; the
-worker stops taking requests, finishes the one in hand, and leaves its loop.
-``worker_exit`` below then lets the background dispatcher answer every
-message it already accepted (and acknowledged to Meta with 200) before the
-process ends. gunicorn kills a worker still alive ``graceful_timeout``
-seconds after the SIGTERM, and ``worker_exit`` runs only once the request in
-hand is done, so the time left is measured from the SIGTERM itself (noted by
-``post_worker_init``'s handler, which then calls gunicorn's own). What cannot
-be answered in that time is logged message id by message id before the kill.
-A quick stop (SIGINT, SIGQUIT) answers nothing more and logs the ids at once.
-Set ``graceful_timeout`` above your slowest answer (assistant time plus
-sends and their retries); orchestrators that send SIGKILL after their own
-grace period (Kubernetes' ``terminationGracePeriodSeconds``, systemd's
-``TimeoutStopSec``) must allow at least as long. On a reload (SIGHUP) the
-old workers are killed after ``timeout`` without a heartbeat instead, so
-keep ``timeout`` at least ``graceful_timeout``.
+The graceful-shutdown hooks and timeouts come from the package
+(:mod:`cel_whatsapp.gunicorn_conf`, usable on its own as
+``gunicorn -c python:cel_whatsapp.gunicorn_conf``): on SIGTERM each worker
+answers the messages it already accepted before it ends, within
+``graceful_timeout``. This file adds the sample's address, worker count and
+logging, read from the environment.
 """
 
 import os
-import signal
-import time
-from types import FrameType
-from typing import Any
+
+from cel_whatsapp.gunicorn_conf import post_worker_init, timeout, worker_exit, worker_int
+
+__all__ = ["post_worker_init", "timeout", "worker_exit", "worker_int"]
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 # Sync workers are enough: the webhook only checks, parses and queues, then
@@ -33,60 +23,8 @@ bind = os.environ.get("BIND", "127.0.0.1:8000")
 # a webhook landing on different workers are still answered once.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
-# A worker whose request loop is stuck this long is killed and restarted.
-# Background answers do not block the loop, so this bounds only the webhook
-# itself (Meta wants an answer within a few seconds).
-timeout = 30
 # On SIGTERM (stop, restart, deploy): time given to each worker to finish the
-# answers it accepted before gunicorn kills it.
+# answers it accepted before gunicorn kills it (keep `timeout` at least as long).
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 accesslog = os.environ.get("ACCESS_LOG", "-")
 loglevel = "info"
-
-
-# Seconds kept after the dispatcher's budget for the worker process to end
-# (log flushing, interpreter exit) before gunicorn's kill.
-EXIT_MARGIN = 1.0
-
-# When this worker was told to stop ("term" or "quick"), by time.monotonic().
-# Per process: each worker is a fork with its own copy.
-_stop_signal: dict[str, float] = {}
-
-
-def post_worker_init(worker: Any) -> None:
-    """Note when SIGTERM arrives, then let gunicorn's handler run as before."""
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        _stop_signal.setdefault("term", time.monotonic())
-        if callable(previous):
-            previous(signum, frame)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    # signal.signal() makes the signal interrupt system calls again; gunicorn
-    # turns that off so a SIGTERM does not break the request in hand.
-    signal.siginterrupt(signal.SIGTERM, False)
-
-
-def worker_int(worker: Any) -> None:
-    """SIGINT or SIGQUIT: gunicorn's quick shutdown; pending answers are not waited for."""
-    _stop_signal.setdefault("quick", time.monotonic())
-
-
-def shutdown_budget(now: float, graceful: float, timeout: float) -> float:
-    """Seconds the dispatchers may take, from ``now``, before gunicorn kills the worker."""
-    if "quick" in _stop_signal:
-        return 0.0
-    limit = min(graceful, timeout) if timeout else graceful
-    since = _stop_signal.get("term", now)
-    return max(0.0, limit - (now - since) - EXIT_MARGIN)
-
-
-def worker_exit(server: Any, worker: Any) -> None:
-    """Answer every accepted message the time allows before this worker process ends."""
-    from cel_whatsapp.core.dispatch import shutdown_all
-
-    cfg = server.cfg
-    budget = shutdown_budget(time.monotonic(), cfg.graceful_timeout, cfg.timeout)
-    if not shutdown_all(timeout=budget):
-        server.log.error("worker %s exited with unanswered messages", worker.pid)

@@ -124,8 +124,9 @@ def gunicorn(
     env: Mapping[str, str],
     log_path: Path,
     extra_args: tuple[str, ...] = (),
+    config: str = str(ROOT / "sample_app" / "gunicorn.conf.py"),
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """gunicorn with the sample app's config file, on a free local port.
+    """gunicorn with the sample app's config file (or ``config``), on a free local port.
 
     Yields the base URL and the arbiter process (to signal it).
     """
@@ -139,9 +140,14 @@ def gunicorn(
             "-m",
             "gunicorn",
             "-c",
-            str(ROOT / "sample_app" / "gunicorn.conf.py"),
+            config,
             "--chdir",
             str(ROOT),
+            # Also given as BIND and WEB_CONCURRENCY, which only the sample's config reads.
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(workers),
             *extra_args,
             app,
         ],

@@ -187,8 +187,9 @@ def test_stop_waiting_on_ends_a_backoff_and_refuses_new_requests() -> None:
 
 
 def _load_gunicorn_conf() -> ModuleType:
+    # A fresh copy of the module: the hooks keep per-process state.
     spec = importlib.util.spec_from_file_location(
-        "sample_gunicorn_conf", ROOT / "sample_app" / "gunicorn.conf.py"
+        "fresh_gunicorn_conf", ROOT / "cel_whatsapp" / "gunicorn_conf.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -61,6 +61,24 @@ _VERDICTS = {
 }
 
 
+#: The attribute of the log record of each retry wait that holds its :class:`RetryWait`.
+RETRY_WAIT = "cel_whatsapp_retry_wait"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryWait:
+    """A wait before a Graph API call is tried again, as logged when it starts."""
+
+    #: Why the last try failed: Meta's code, the HTTP status, or what went wrong.
+    reason: str
+    #: The try that follows the wait (2 for the first retry).
+    attempt: int
+    #: How many tries the policy allows in all.
+    attempts: int
+    #: Seconds of the wait.
+    seconds: float
+
+
 class Verdict(str, enum.Enum):
     """What to do after a failed request."""
 
@@ -269,6 +287,10 @@ class Retrier:
                     attempt + 1,
                     policy.attempts,
                     delay,
+                    # For tools that show the wait their own way (flask whatsapp send).
+                    extra={
+                        RETRY_WAIT: RetryWait(_short(error), attempt + 1, policy.attempts, delay)
+                    },
                 )
                 if rates is not None and error.code in (THROUGHPUT_CODE, PAIR_RATE_CODE):
                     pass  # paused in the shared control; waited at the top of the loop
@@ -346,4 +368,7 @@ def _short(error: GraphAPIError) -> str:
         return f"code {error.code}"
     if error.http_status is not None:
         return f"HTTP {error.http_status}"
+    if isinstance(error, GraphTransportError):
+        # Names the URL and the failure ("could not reach ... (ConnectionError)"), no header.
+        return error.message
     return type(error).__name__

@@ -43,7 +43,7 @@ from ..core.webhook import VerificationHandler
 from ..errors import ConfigurationError
 from ..model import Lead, MediaAttachment, Message
 from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
-from .cli import add_commands
+from .cli import add_commands, for_command_line
 
 if TYPE_CHECKING:
     from ..core.media import MediaFile
@@ -354,10 +354,17 @@ class WhatsappConnector:
         app.register_blueprint(self.blueprint)
 
     def _on_register(self, state: BlueprintSetupState) -> None:
-        settings = resolve_settings(**self._explicit, app_config=state.app.config)
         # The name the views find it under: request.blueprint (name= and nesting count).
         name = f"{state.name_prefix}.{state.name}".lstrip(".")
-        self._install(state.app, name, settings)
+        try:
+            settings = resolve_settings(**self._explicit, app_config=state.app.config)
+            self._install(state.app, name, settings)
+        except ConfigurationError as exc:
+            # Under a `flask` command: one line and exit status 2, not a traceback.
+            converted = for_command_line(exc)
+            if converted is exc:
+                raise
+            raise converted from None  # same message; `flask --help` prints one traceback
 
     def configure_app(self, app: Flask, **overrides: str | None) -> WhatsappCore:
         """Replace ``app``'s settings: ``overrides`` (``token=``, ``phone_number_id=``,

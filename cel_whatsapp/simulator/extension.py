@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 from .. import config
 from ..errors import ConfigurationError
 from .hub_client import HubClient
-from .shared import HubLink, default_share_key
+from .shared import HubLink, HubSettings, default_share_key, find_hub
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -59,6 +60,11 @@ class Simulator:
 
     ``examples`` are the messages the empty chat offers as one-click
     suggestions: put there what your bot understands.
+
+    When ``WHATSAPP_BASE_URL`` (``app.config``, then the environment) is the
+    address of a simulator hub already running for this user, the app joins
+    that one instead: a ``flask whatsapp send`` run next to
+    ``python -m sample_app`` then lands in the chat that app's page shows.
     """
 
     def __init__(
@@ -106,7 +112,8 @@ class Simulator:
             key = default_share_key() if self.share else None
         else:
             key = self.share
-        link = HubLink(key)
+        running = self._running_hub(app)
+        link = HubLink(key, join=running)
         settings = link.settings
         app.config.update(
             {
@@ -122,6 +129,21 @@ class Simulator:
         logger.info(
             "simulator: chat page at %s/, webhooks to %s", self.url_prefix, self.webhook_path
         )
+
+    @staticmethod
+    def _running_hub(app: Flask) -> HubSettings | None:
+        url = app.config.get(config.BASE_URL_KEY) or os.environ.get(config.BASE_URL_KEY)
+        if not url:
+            return None
+        found = find_hub(str(url))
+        if found is None:
+            logger.info(
+                "simulator: %s is not a running simulator hub; starting one",
+                config.BASE_URL_KEY,
+            )
+        else:
+            logger.info("simulator: joining the running hub at %s", found.root_url)
+        return found
 
     @staticmethod
     def hub_of(app: Flask) -> SimulatorHub | None:

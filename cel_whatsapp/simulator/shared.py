@@ -9,6 +9,11 @@ the first worker starts the hub in its process and writes the hub's address
 and (fake) credentials there; the others read it. If the worker hosting the
 hub dies, the next worker that finds the hub unreachable starts a new one on
 the same port, so every connector's ``base_url`` stays valid.
+
+Every hub, shared or private, is also listed there, so that another process
+given its address (``flask whatsapp send --base-url ...``, or
+``WHATSAPP_BASE_URL``) can join it: :func:`find_hub` reads its (fake)
+credentials back. The files are this user's only (mode 0600, owner checked).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -87,18 +93,25 @@ def default_share_key() -> str | None:
 class HubLink:
     """This process's way to the simulator hub: its own, or another process's.
 
-    ``share_key=None`` starts a private hub. ``hub`` is the hub object when
-    this process hosts it.
+    ``share_key=None`` starts a private hub; ``join`` uses the running hub
+    those settings describe (see :func:`find_hub`) and never starts one.
+    ``hub`` is the hub object when this process hosts it.
     """
 
     def __init__(
-        self, share_key: str | None = None, *, api_version: str = DEFAULT_API_VERSION
+        self,
+        share_key: str | None = None,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        join: HubSettings | None = None,
     ) -> None:
         self.share_key = share_key
         self.api_version = api_version
         self.hub: SimulatorHub | None = None
         self._host_pid = os.getpid()
-        if share_key is not None and _can_lock():
+        self._joined = join
+        self._listing: Path | None = None
+        if join is None and share_key is not None and _can_lock():
             self._path: Path | None = _rendezvous_path(share_key)
         else:
             self._path = None
@@ -131,6 +144,9 @@ class HubLink:
         if self.hub is not None:
             self.hub.stop()
             self.hub = None
+            if self._listing is not None:
+                with contextlib.suppress(OSError):
+                    self._listing.unlink()
             if self._path is not None:
                 with contextlib.suppress(OSError):
                     recorded = _read(self._path)
@@ -141,9 +157,14 @@ class HubLink:
     # -- election ---------------------------------------------------------------
 
     def _connect(self) -> HubSettings:
+        if self._joined is not None:
+            return self._joined
         if self._path is None:
-            settings = fresh_settings(api_version=self.api_version)
-            return self._host(settings, port=0)
+            settings = self._host(fresh_settings(api_version=self.api_version), port=0)
+            # Listed by port, so that another process given this address can join.
+            self._listing = _rendezvous_path(f"port-{_port_of(settings)}")
+            _write(self._listing, _record(settings))
+            return settings
         with _locked(self._path.with_suffix(".lock")):
             recorded = _read(self._path)
             if recorded is not None:
@@ -156,10 +177,7 @@ class HubLink:
                 settings = fresh_settings(api_version=self.api_version)
                 port = 0
             settings = self._host(settings, port=port)
-            _write(
-                self._path,
-                {"settings": asdict(settings), "port": _port_of(settings), "pid": os.getpid()},
-            )
+            _write(self._path, _record(settings))
             return settings
 
     def _host(self, settings: HubSettings, *, port: int) -> HubSettings:
@@ -187,6 +205,77 @@ class HubLink:
             phone_number_id=settings.phone_number_id,
             api_version=settings.api_version,
         )
+
+
+def find_hub(url: str) -> HubSettings | None:
+    """The running hub at ``url`` (its root or base URL), started by this user; else ``None``.
+
+    Only loopback addresses are looked up. The settings hold the hub's
+    (fake) credentials, read from the file it listed itself in.
+    """
+    split = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        port = split.port
+    except ValueError:
+        return None
+    if port is None or split.hostname not in _LOOPBACK:
+        return None
+    for settings in _listed_hubs():
+        if _port_of(settings) == port and _alive(settings):
+            return settings
+    return None
+
+
+def running_hubs() -> list[HubSettings]:
+    """Every hub this user has running on this machine, by port."""
+    found = {_port_of(s): s for s in _listed_hubs() if _alive(s)}
+    return [found[port] for port in sorted(found)]
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _listed_hubs() -> Iterator[HubSettings]:
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    for path in sorted(Path(tempfile.gettempdir()).glob(f"cel-whatsapp-simulator-{uid}-*.json")):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        # Another user could plant a file under our name in a shared /tmp.
+        if hasattr(os, "getuid") and (info.st_uid != uid or info.st_mode & 0o022):
+            logger.warning("simulator: ignoring %s, which is not this user's own", path)
+            continue
+        recorded = _read(path)
+        if recorded is None:
+            continue
+        if "-port-" in path.name and not _running(recorded.get("pid")):
+            # A private hub whose process was killed (no atexit): forget it.
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        try:
+            settings = HubSettings(**recorded["settings"])
+            _port_of(settings)
+        except (TypeError, ValueError, IndexError):
+            continue
+        yield settings
+
+
+def _running(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: it exists
+    return True
+
+
+def _record(settings: HubSettings) -> dict[str, Any]:
+    return {"settings": asdict(settings), "port": _port_of(settings), "pid": os.getpid()}
 
 
 def _alive(settings: HubSettings) -> bool:

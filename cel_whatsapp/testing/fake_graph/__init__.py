@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..config import DEFAULT_API_VERSION, TEXT_LIMIT
+from ...config import DEFAULT_API_VERSION, TEXT_LIMIT
 
 logger = logging.getLogger(__name__)
 
