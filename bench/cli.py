@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("load", "stream", "parse", "throughput"),
+        choices=("load", "stream", "parse", "throughput", "celery"),
         action="append",
         help="run only these parts (repeatable)",
     )
@@ -95,6 +95,15 @@ def main(argv: list[str] | None = None) -> None:
             print("\n5. Background dispatch: answered messages/s, and CPU against inline\n")
             print(throughput.throughput_table(rows), flush=True)
             failed |= any(t.passed is False for r in rows for t in r.targets)
+
+        if "celery" in parts:  # only when asked: it needs the celery extra and redis-server
+            from . import celery_rows
+
+            rows = celery_rows.measure(
+                Path(workdir), duration=duration, use_wrk=use_wrk, smoke=args.smoke
+            )
+            print("\nCelery dispatch: Graph API answering after 150 ms, 1,000 senders\n")
+            print(celery_rows.celery_table(rows), flush=True)
 
     took = time.monotonic() - started
     if pywa_note:

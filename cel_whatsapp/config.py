@@ -97,6 +97,23 @@ DEFAULT_MAX_ITEMS_PER_POST: Final = 10_000
 #: statuses (sent, delivered, read), which must not push message ids out.
 DEFAULT_DEDUP_MAX_STATUS_ENTRIES: Final = 100_000
 
+# -- Celery dispatch (cel_whatsapp.celery) -------------------------------------------
+#: A send the Graph API holds back longer than this many seconds (130429 with
+#: ``Retry-After``, 131056 for one user) is not waited for in a Celery worker:
+#: the rest of the answer is sent by a retry of the job with that countdown.
+DEFAULT_DEFER_WAITS_OVER: Final = 2.0
+#: A message at the head of its lead's queue this many seconds after it was
+#: queued, whose job never started (purged by hand, say), is skipped in that
+#: lead's order instead of blocking it.
+DEFAULT_ORDER_TIMEOUT: Final = 600.0
+#: Seconds between a job's tries to take its lead's turn: this, times one more
+#: than the messages queued before it, at most ``JOB_POLL_MAX``.
+JOB_POLL_STEP: Final = 0.1
+JOB_POLL_MAX: Final = 2.0
+#: Celery's default ``visibility_timeout`` of the Redis broker, in seconds: a
+#: job unacknowledged that long is delivered again. Countdowns stay below half.
+REDIS_VISIBILITY_TIMEOUT: Final = 3600.0
+
 #: Configuration keys, read from ``app.config`` and then from ``os.environ``.
 TOKEN_KEY: Final = "WHATSAPP_TOKEN"  # noqa: S105 - a key name, not a secret
 PHONE_NUMBER_ID_KEY: Final = "WHATSAPP_PHONE_NUMBER_ID"

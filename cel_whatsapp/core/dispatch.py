@@ -92,6 +92,15 @@ class Dispatcher(abc.ABC):
         """
         self._handle = handle
 
+    def bind(self, name: str, core: Callable[[], Any]) -> None:
+        """Learn the connector's ``name`` and ``core()``, which returns its answering core.
+
+        Only a dispatcher whose answers run in another process needs them
+        (:class:`cel_whatsapp.celery.CeleryDispatcher`: jobs carry the name,
+        and the worker answers with ``core()``); the others ignore them.
+        """
+        return None
+
     @abc.abstractmethod
     def submit(self, messages: Sequence[Message], handle: Handler | None = None) -> list[Message]:
         """Accept messages for answering with ``handle``; return those refused (pool full).

@@ -18,6 +18,7 @@ from ..errors import GraphAPIError, OutsideWindowError
 from ..model import Lead
 from ..replies import React, Reply, Text
 from ._sentences import split_text
+from .deferral import SendDeferredError, current_deferral
 from .graph import GraphClient
 from .limits import fit_reply
 
@@ -109,9 +110,27 @@ class Outbox:
     # -- messages ---------------------------------------------------------------
 
     def post(self, payload: Mapping[str, Any]) -> str | None:
-        """POST one complete payload to ``/messages``; return the new wamid."""
+        """POST one complete payload to ``/messages``; return the new wamid.
+
+        Inside :func:`~cel_whatsapp.core.deferral.deferring` (a job worker), a
+        send that would wait long is kept instead, with every later one, and
+        ``None`` is returned: see :mod:`cel_whatsapp.core.deferral`.
+        """
+        deferral = current_deferral()
+        if deferral is not None and deferral.holding:
+            deferral.keep(self.phone_number_id, payload)
+            return None
         try:
-            answer = self.graph.send_message(self.phone_number_id, payload)
+            if deferral is None:
+                answer = self.graph.send_message(self.phone_number_id, payload)
+            else:
+                with deferral.armed():
+                    answer = self.graph.send_message(self.phone_number_id, payload)
+        except SendDeferredError as exc:
+            if deferral is None:
+                raise
+            deferral.keep(self.phone_number_id, payload, exc.seconds)
+            return None
         except GraphAPIError as exc:
             explained = explain(exc)
             if explained is exc:

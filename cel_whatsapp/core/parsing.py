@@ -140,6 +140,54 @@ def parse_webhook(
     return batch.result
 
 
+def load_message(
+    raw: Mapping[str, Any],
+    *,
+    metadata: Mapping[str, Any],
+    contact: Mapping[str, Any] | None = None,
+    echo: bool = False,
+) -> Message:
+    """Build one :class:`Message` again from its raw JSON, as the webhook built it.
+
+    For a job worker answering a message the webhook handed over as plain
+    JSON: ``raw`` is the message object as received (``message.metadata["raw"]``),
+    ``metadata`` the change's ``phone_number_id``, ``display_phone_number`` and
+    ``waba_id``, ``contact`` the sender's ``value.contacts[]`` entry in Meta's
+    shape (``wa_id``, ``user_id``, ``profile.name``), and ``echo`` whether it
+    came as an echo of the business's own message. The same schemas load it,
+    so the result equals the message the webhook parsed.
+
+    Raises :class:`~cel_whatsapp.errors.PayloadError` when it does not load.
+    """
+    batch = _Batch(None, None)
+    try:
+        base = schemas.METADATA.load(metadata)
+        contacts = [schemas.CONTACT.load(contact)] if contact else []
+    except schemas.ValidationError as err:
+        raise PayloadError(
+            "not a message's change metadata or contact", where=", ".join(field_names(err.messages))
+        ) from err
+    scope = _ChangeScope(
+        {
+            "phone_number_id": base["phone_number_id"],
+            "display_phone_number": base["display_phone_number"],
+            "waba_id": metadata.get("waba_id"),
+        },
+        contacts,
+        batch,
+    )
+    token = schemas.SCOPE.set(scope)
+    try:
+        message: Message = (schemas.ECHO if echo else schemas.MESSAGE).load(raw)
+    except schemas.ValidationError as err:
+        raise PayloadError(
+            "not a WhatsApp message", where=", ".join(field_names(err.messages))
+        ) from err
+    finally:
+        schemas.SCOPE.reset(token)
+    return message
+
+
 def _parse_change(
     raw_change: Mapping[str, Any], waba_id: str | None, where: str, batch: _Batch
 ) -> None:

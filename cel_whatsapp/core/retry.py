@@ -42,6 +42,7 @@ from typing import TypeVar
 
 from ..config import DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_TOTAL_TIME
 from ..errors import GraphAPIError, GraphTransportError, RateLimitError, Transience, code_info
+from .deferral import check_wait
 from .rates import Pacer
 
 logger = logging.getLogger(__name__)
@@ -319,7 +320,12 @@ class Retrier:
                 raise GraphAPIError("not sent: waiting for its turn was stopped (shutting down)")
 
     def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds``; ``True`` if the wait was stopped (see :func:`stop_waiting_on`)."""
+        """Wait ``seconds``; ``True`` if the wait was stopped (see :func:`stop_waiting_on`).
+
+        A job worker's long wait is not slept: it raises
+        :class:`~cel_whatsapp.core.deferral.SendDeferredError` (see that module).
+        """
+        check_wait(seconds)
         event = _stop_event.get()
         if event is None:
             self._sleep(seconds)

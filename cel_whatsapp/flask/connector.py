@@ -144,6 +144,8 @@ class WhatsappConnector:
         #: Runs the assistant: in the request (``"inline"``) or on a pool (``"background"``).
         self.dispatcher: Dispatcher = make_dispatcher(dispatch)
         self.dispatcher.start(store=self.store)
+        # Job workers (Celery) find this connector by name, and answer with its core.
+        self.dispatcher.bind(name, self.core)
         if fallback_text is not None and not (0 < len(fallback_text.strip()) <= config.TEXT_LIMIT):
             raise ConfigurationError(
                 f"fallback_text must be a non-empty text of at most {config.TEXT_LIMIT} characters"
