@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import parse_cost, scenarios, throughput
+from . import parse_cost, rate_control, scenarios, throughput
 from .load import wrk_available
 from .results import load_table, parse_table, stream_table
 from .server import FakeGraphProcess, byte_compile
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("load", "stream", "parse", "throughput", "celery"),
+        choices=("load", "stream", "parse", "throughput", "rates", "celery"),
         action="append",
         help="run only these parts (repeatable)",
     )
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    parts = set(args.only or ("load", "stream", "parse", "throughput"))
+    parts = set(args.only or ("load", "stream", "parse", "throughput", "rates"))
     duration = args.duration or (1.0 if args.smoke else 9.0)
     rounds = 1 if args.smoke else 3
     use_wrk = False if args.python_load else wrk_available()
@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> None:
             print("\n5. Background dispatch: answered messages/s, and CPU against inline\n")
             print(throughput.throughput_table(rows), flush=True)
             failed |= any(t.passed is False for r in rows for t in r.targets)
+
+        if "rates" in parts:
+            rate_rows = rate_control.measure(smoke=args.smoke)
+            print("\n6. Delivery rate control: a streamed answer of 3 sentences to one user\n")
+            print(rate_control.rate_table(rate_rows), flush=True)
+            failed |= any(t.passed is False for r in rate_rows for t in r.targets)
 
         if "celery" in parts:  # only when asked: it needs the celery extra and redis-server
             from . import celery_rows
