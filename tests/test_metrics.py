@@ -390,3 +390,38 @@ def test_a_metrics_object_records_what_it_is_told(registry: Any) -> None:
     assert samples[series("whatsapp_webhooks_total", status="other")] == 1
     assert samples[series("whatsapp_messages_received_total", type="image")] == 1
     assert samples[series("whatsapp_messages_received_total", type="other")] == 1
+
+
+class _Log:
+    def info(self, *args: Any) -> None:
+        pass
+
+
+class _Server:
+    log = _Log()
+
+
+def test_the_gunicorn_hooks_do_nothing_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cel_whatsapp import gunicorn_conf
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("METRICS_PORT", raising=False)
+    gunicorn_conf.on_starting(_Server())
+    gunicorn_conf.when_ready(_Server())
+    gunicorn_conf.child_exit(_Server(), type("Worker", (), {"pid": 1})())
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+def test_a_metrics_port_alone_gets_a_multiprocess_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cel_whatsapp import gunicorn_conf
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("METRICS_PORT", "9100")
+    gunicorn_conf.on_starting(_Server())
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    try:
+        assert directory.is_dir() and not list(directory.iterdir())
+    finally:
+        directory.rmdir()

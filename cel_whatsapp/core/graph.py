@@ -26,6 +26,7 @@ from ..errors import (
     error_class_for,
 )
 from . import answering, tracing
+from .deferral import SendDeferredError
 from .metrics import Metrics, sent_kind
 from .retry import Retrier, RetryPolicy, is_retryable
 from .sending import SessionSender
@@ -407,15 +408,24 @@ class GraphClient:
         kind = sent_kind(payload)
         attributes = {"whatsapp.send.kind": kind, "whatsapp.phone_number_id": phone_number_id}
         started = time.perf_counter()
+        deferred: SendDeferredError | None = None
         with tracing.span(tracing.SEND_SPAN, attributes) as span:
             try:
                 answer = self._send_message(phone_number_id, payload, recipient)
+            except SendDeferredError as exc:
+                # Not a failure: a job worker keeps the send for the job's retry,
+                # which counts it when it goes out.
+                deferred = exc
+                if span is not None:
+                    span.set_attribute("whatsapp.send.deferred", True)
             except GraphAPIError as exc:
                 if metrics is not None:
                     metrics.send_failed(exc, time.perf_counter() - started)
                 if span is not None and exc.code is not None:
                     span.set_attribute("whatsapp.error.code", exc.code)
                 raise
+        if deferred is not None:
+            raise deferred
         if metrics is not None:
             metrics.message_sent(kind, time.perf_counter() - started)
             state = answering.current()
