@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import parse_cost, rate_control, scenarios, throughput
+from . import metrics_cost, parse_cost, rate_control, scenarios, throughput
 from .load import wrk_available
 from .results import load_table, parse_table, stream_table
 from .server import FakeGraphProcess, byte_compile
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("load", "stream", "parse", "throughput", "rates", "celery"),
+        choices=("load", "stream", "parse", "throughput", "rates", "metrics", "celery"),
         action="append",
         help="run only these parts (repeatable)",
     )
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    parts = set(args.only or ("load", "stream", "parse", "throughput", "rates"))
+    parts = set(args.only or ("load", "stream", "parse", "throughput", "rates", "metrics"))
     duration = args.duration or (1.0 if args.smoke else 9.0)
     rounds = 1 if args.smoke else 3
     use_wrk = False if args.python_load else wrk_available()
@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
                 print("\n3. Time to first message (assistant streams 3 sentences over 1.5 s)\n")
                 print(stream_table(stream), flush=True)
                 failed |= any(t.passed is False for r in stream for t in r.targets)
+            if "metrics" in parts:
+                metrics = metrics_cost.measure(fake.base_url, smoke=args.smoke)
+                print("\n7. Prometheus metrics, CPU per answered message off and on, in-process\n")
+                print(metrics_cost.metrics_table(metrics), flush=True)
+                failed |= any(t.passed is False for r in metrics for t in r.targets)
         if parse:
             print("\n4. Parse cost in-process (best of repeats, all payloads timed in turns)\n")
             print(parse_table(parse), flush=True)

@@ -7,8 +7,10 @@ through Meta's WhatsApp Cloud API.
 from __future__ import annotations
 
 import logging
+import os
 from importlib.metadata import PackageNotFoundError, version
 
+from .core.answering import MessageLogFilter, attach_to_package
 from .core.budget import TooManyItemsError
 from .core.dedup import InMemoryStore, RedisStore, Store, StoreError
 from .core.dispatch import BackgroundDispatcher, InlineDispatcher
@@ -73,6 +75,8 @@ except PackageNotFoundError:  # a source tree that was not installed
     __version__ = "0+unknown"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+# Every record of the package's loggers names the message being answered (if any).
+attach_to_package(__name__, os.path.dirname(__file__))
 
 __all__ = [
     "Audio",
@@ -106,6 +110,7 @@ __all__ = [
     "MediaFile",
     "MediaTooLargeError",
     "Message",
+    "MessageLogFilter",
     "OutsideWindowError",
     "PayloadError",
     "RateControl",

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import config
+from .core import answering
 from .core.dedup import RedisStore, StoreError, message_key, safe_key
 from .core.deferral import Deferral, deferring
 from .core.dispatch import Dispatcher, Handler, lead_key
@@ -253,37 +254,39 @@ class CeleryDispatcher(Dispatcher):
         except PayloadError as exc:
             logger.error("job %s dropped: its payload is not a message (%s)", task.request.id, exc)
             return "malformed"
-        core = self._ready_core(message, job)
-        turns = self._turns_or_fail()
-        key = message_key(message.lead.phone_number_id, message.id)
-        lead = lead_key(message)
-        token = new_token()
-        try:
-            if member is None:
-                member = turns.enqueue([(lead, key, _stamp(message))])[0]
-            turn = turns.take(lead, member, key, _stamp(message), token, handoff)
-        except StoreError as exc:
-            logger.warning("job for message %s waits for Redis: %s", safe_key(message.id), exc)
-            job.retry(STORE_RETRY_COUNTDOWN)
-        if turn.done:
-            logger.info(
-                "message %s was answered already: this copy sends nothing", safe_key(message.id)
-            )
-            return "done"
-        if not turn.granted:
-            job.retry(_poll_countdown(turn), member=turn.member)
-        with turns.holding(lead, token):
+        # Every log line of this job names the message (answering.MessageLogFilter).
+        with answering.about(message.id, message.lead.phone_number_id):
+            core = self._ready_core(message, job)
+            turns = self._turns_or_fail()
+            key = message_key(message.lead.phone_number_id, message.id)
+            lead = lead_key(message)
+            token = new_token()
             try:
-                deferral = self._answer(core, message, rest, deferrals)
-            except Exception:
-                # Not the assistant (the responder catches its errors): a bug of
-                # ours. Running the job again could loop for ever; log and move on.
-                logger.exception("answering message %s failed", safe_key(message.id))
-                deferral = None
-            if deferral is not None and deferral.holding:
-                self._defer(turns, lead, token, message, deferral, job, turn.member)
-        _mark_done(turns, lead, turn.member, token, key, message)
-        return "answered"
+                if member is None:
+                    member = turns.enqueue([(lead, key, _stamp(message))])[0]
+                turn = turns.take(lead, member, key, _stamp(message), token, handoff)
+            except StoreError as exc:
+                logger.warning("job for message %s waits for Redis: %s", safe_key(message.id), exc)
+                job.retry(STORE_RETRY_COUNTDOWN)
+            if turn.done:
+                logger.info(
+                    "message %s was answered already: this copy sends nothing", safe_key(message.id)
+                )
+                return "done"
+            if not turn.granted:
+                job.retry(_poll_countdown(turn), member=turn.member)
+            with turns.holding(lead, token):
+                try:
+                    deferral = self._answer(core, message, rest, deferrals)
+                except Exception:
+                    # Not the assistant (the responder catches its errors): a bug of
+                    # ours. Running the job again could loop for ever; log and move on.
+                    logger.exception("answering message %s failed", safe_key(message.id))
+                    deferral = None
+                if deferral is not None and deferral.holding:
+                    self._defer(turns, lead, token, message, deferral, job, turn.member)
+            _mark_done(turns, lead, turn.member, token, key, message)
+            return "answered"
 
     def _ready_core(self, message: Message, job: _Job) -> WhatsappCore:
         """This worker's core for the connector, checked to answer ``message``'s number."""

@@ -26,23 +26,40 @@ grace period (Kubernetes' ``terminationGracePeriodSeconds``, systemd's
 workers are killed after ``timeout`` without a heartbeat instead, so keep
 ``timeout`` at least ``graceful_timeout``.
 
+Prometheus metrics added up across workers (``pip install "cel_whatsapp[metrics]"``,
+``WhatsappConnector(metrics=True)``), in prometheus_client's multiprocess
+mode: with ``PROMETHEUS_MULTIPROC_DIR`` set, :func:`on_starting` empties
+that directory of a previous run's files and :func:`child_exit` tells
+prometheus_client each worker that ends (its live gauges stop counting; its
+counters still add up). With ``METRICS_PORT`` set, :func:`when_ready` serves
+the sum of every worker's figures from the master at
+``http://METRICS_ADDR:METRICS_PORT/metrics`` (``METRICS_ADDR`` defaults to
+127.0.0.1: an internal port, never the public webhook's), and
+:func:`on_starting` makes a temporary ``PROMETHEUS_MULTIPROC_DIR`` if none is
+set. Without the two variables these hooks do nothing.
+
 The hooks work the same under sync, gthread and gevent workers. Nothing here
 imports gunicorn: the hooks receive gunicorn's objects as arguments.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import tempfile
 import time
 from types import FrameType
 from typing import Any
 
 __all__ = [
     "EXIT_MARGIN",
+    "child_exit",
     "graceful_timeout",
+    "on_starting",
     "post_worker_init",
     "shutdown_budget",
     "timeout",
+    "when_ready",
     "worker_exit",
     "worker_int",
 ]
@@ -101,3 +118,41 @@ def worker_exit(server: Any, worker: Any) -> None:
     budget = shutdown_budget(time.monotonic(), cfg.graceful_timeout, cfg.timeout)
     if not shutdown_all(timeout=budget):
         server.log.error("worker %s exited with unanswered messages", worker.pid)
+
+
+# -- Prometheus metrics, added up across workers (prometheus_client's multiprocess mode)
+
+#: The port (and address) the master serves every worker's metrics on, when set.
+METRICS_PORT_VARIABLE = "METRICS_PORT"
+METRICS_ADDR_VARIABLE = "METRICS_ADDR"
+
+
+def on_starting(server: Any) -> None:
+    """Before any worker: an empty ``PROMETHEUS_MULTIPROC_DIR`` (made when only the port is set)."""
+    from .core.metrics import MULTIPROC_DIR_VARIABLE, clear_multiprocess_dir
+
+    if os.environ.get(METRICS_PORT_VARIABLE) and not os.environ.get(MULTIPROC_DIR_VARIABLE):
+        # Set before any worker (or this master) imports prometheus_client.
+        os.environ[MULTIPROC_DIR_VARIABLE] = tempfile.mkdtemp(prefix="cel-whatsapp-metrics-")
+    removed = clear_multiprocess_dir()
+    if removed:
+        server.log.info("removed %d metrics file(s) of an earlier run", removed)
+
+
+def when_ready(server: Any) -> None:
+    """Serve every worker's metrics, added up, on the internal metrics port (``METRICS_PORT``)."""
+    port = os.environ.get(METRICS_PORT_VARIABLE)
+    if not port:
+        return
+    from .core.metrics import serve_metrics
+
+    address = os.environ.get(METRICS_ADDR_VARIABLE, "127.0.0.1")
+    serve_metrics(int(port), address)
+    server.log.info("metrics served at http://%s:%s/metrics", address, port)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker ended: its live gauges (``whatsapp_dispatch_pending``) stop counting."""
+    from .core.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)

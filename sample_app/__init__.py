@@ -65,6 +65,8 @@ def build_connector(
         assistant_types=PERSON_TYPES | {"reaction"},
         dispatch=dispatch,
         store=store,
+        # Prometheus metrics, served on METRICS_PORT (see gunicorn.conf.py and __main__).
+        metrics=bool(os.environ.get("METRICS_PORT")),
     )
 
 

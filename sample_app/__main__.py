@@ -4,6 +4,9 @@
 the web server (``celery -A sample_app.worker worker``), with Redis as
 broker and store: ``REDIS_URL``, or a redis-server started here on a free
 local port when it is not set.
+
+With ``METRICS_PORT`` set, Prometheus metrics are served on that port too
+(``METRICS_ADDR``, default 127.0.0.1), apart from the site.
 """
 
 from __future__ import annotations
@@ -67,6 +70,13 @@ def _serve(app: Flask, host: str, port: int, shown: str) -> None:
         )
     else:
         logger.info("webhook at http://%s:%d/whatsapp (put it behind HTTPS for Meta)", shown, port)
+    metrics_port = os.environ.get("METRICS_PORT")
+    if metrics_port:
+        from cel_whatsapp.core.metrics import serve_metrics
+
+        metrics_host = os.environ.get("METRICS_ADDR", "127.0.0.1")
+        serve_metrics(int(metrics_port), metrics_host)
+        logger.info("metrics at http://%s:%s/metrics", metrics_host, metrics_port)
     # threaded: the simulator page long-polls, and each webhook gets its own thread.
     app.run(host=host, port=port, threaded=True)
 

@@ -6,15 +6,33 @@ The graceful-shutdown hooks and timeouts come from the package
 (:mod:`cel_whatsapp.gunicorn_conf`, usable on its own as
 ``gunicorn -c python:cel_whatsapp.gunicorn_conf``): on SIGTERM each worker
 answers the messages it already accepted before it ends, within
-``graceful_timeout``. This file adds the sample's address, worker count and
-logging, read from the environment.
+``graceful_timeout``. With ``METRICS_PORT`` set, the sample's connector
+records Prometheus metrics and the master serves every worker's sum on that
+port (see that module). This file adds the sample's address, worker count
+and logging, read from the environment.
 """
 
 import os
 
-from cel_whatsapp.gunicorn_conf import post_worker_init, timeout, worker_exit, worker_int
+from cel_whatsapp.gunicorn_conf import (
+    child_exit,
+    on_starting,
+    post_worker_init,
+    timeout,
+    when_ready,
+    worker_exit,
+    worker_int,
+)
 
-__all__ = ["post_worker_init", "timeout", "worker_exit", "worker_int"]
+__all__ = [
+    "child_exit",
+    "on_starting",
+    "post_worker_init",
+    "timeout",
+    "when_ready",
+    "worker_exit",
+    "worker_int",
+]
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 # Sync workers are enough: the webhook only checks, parses and queues, then

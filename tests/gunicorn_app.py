@@ -3,7 +3,8 @@
 Configured by environment variables set by the tests:
 ``CEL_TEST_GRAPH_URL`` (the fake Graph API), ``CEL_TEST_REDIS_URL`` (use a
 RedisStore and count assistant calls there; else an InMemoryStore),
-``CEL_TEST_DELAY`` (seconds the assistant takes). A message text of the
+``CEL_TEST_DELAY`` (seconds the assistant takes), ``CEL_TEST_METRICS`` (turn
+Prometheus metrics on, without rate control). A message text of the
 form ``sleep=0.3`` makes that one answer take 0.3 s.
 """
 
@@ -52,6 +53,11 @@ def create_app() -> Flask:
         read_receipts=False,
         store=store,
         assistant=assistant,
+        **(
+            {"metrics": True, "delivery_rate_control": False}
+            if os.environ.get("CEL_TEST_METRICS")
+            else {}
+        ),
     )
     app = Flask(__name__)
     connector.init_app(app)

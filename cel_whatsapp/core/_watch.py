@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..model import Message
+from .answering import message_fields
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class AnswerWatch:
                 "message %s was answered after all, in %.1fs",
                 running.message.id,
                 self._clock() - running.started,
+                extra=message_fields(running.message),
             )
         if self._pool_full:
             self._pool_full = False
@@ -139,6 +141,7 @@ class AnswerWatch:
                     elapsed,
                     self._name,
                     slot,
+                    extra=message_fields(running.message),
                 )
             wait = min(wait, running.report_at - elapsed)
         if stuck == len(self._slots) and not self._pool_full:

@@ -58,6 +58,7 @@ from typing import Any
 from .. import config
 from ..model import Message
 from ._watch import AnswerWatch
+from .answering import message_fields
 from .dedup import RedisStore, Store, safe_key
 from .retry import stop_waiting_on
 
@@ -128,7 +129,9 @@ class Dispatcher(abc.ABC):
         except Exception:
             # The responder catches the assistant's errors itself; this is a
             # last line so one message can never stop the others.
-            logger.exception("answering message %s failed", message.id)
+            logger.exception(
+                "answering message %s failed", message.id, extra=message_fields(message)
+            )
 
 
 class InlineDispatcher(Dispatcher):
@@ -443,6 +446,7 @@ class BackgroundDispatcher(Dispatcher):
                     "cross-worker ordering",
                     message.id,
                     type(exc).__name__,
+                    extra=message_fields(message),
                 )
         return _Item(timestamp, next(self._local_seq), message, lead, handle, None)
 

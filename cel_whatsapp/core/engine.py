@@ -13,6 +13,7 @@ settings or the environment.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ import requests
 
 from .. import config
 from ..model import Lead, MediaAttachment, Message
+from . import answering, tracing
 from .dedup import Store
-from .dispatch import Dispatcher, InlineDispatcher
+from .dispatch import BackgroundDispatcher, Dispatcher, InlineDispatcher
 from .graph import GraphClient, Timeout
+from .metrics import Metrics
 from .outbox import MediaSource, Outbox
 from .rates import Pacer
 from .responder import Assistant, Responder, SendErrorHandler
@@ -45,10 +48,6 @@ def _none() -> None:
 
 #: The core answering a message in this thread or task, while it does.
 _answering: ContextVar[WhatsappCore | None] = ContextVar("cel_whatsapp_answering", default=None)
-#: The business number that received the message being answered, meanwhile.
-_answering_number: ContextVar[str | None] = ContextVar(
-    "cel_whatsapp_answering_number", default=None
-)
 
 
 def answering_core() -> WhatsappCore | None:
@@ -86,6 +85,8 @@ class Behaviour:
     max_items: int | None = config.DEFAULT_MAX_ITEMS_PER_POST
     #: Delivery rate control shared by every sender of this behaviour (``None``: off).
     rates: Pacer | None = None
+    #: Prometheus series to record into (``None``: off, and nothing is recorded).
+    metrics: Metrics | None = None
 
 
 class WhatsappCore:
@@ -146,6 +147,7 @@ class WhatsappCore:
             timeout=behaviour.timeout,
             session=behaviour.session,
             retry=retry,
+            metrics=behaviour.metrics,
         )
 
     def outbox(self, phone_number_id: str | None = None) -> Outbox:
@@ -178,6 +180,7 @@ class WhatsappCore:
                     fallback_text=behaviour.fallback_text,
                     on_send_error=behaviour.send_error_handler,
                     max_messages_per_answer=behaviour.max_messages_per_answer,
+                    metrics=behaviour.metrics,
                 )
             return self._responder
 
@@ -196,6 +199,7 @@ class WhatsappCore:
                     verification_handler=behaviour.verification_handler,
                     store=behaviour.store,
                     max_items=behaviour.max_items,
+                    metrics=behaviour.metrics,
                 )
             return self._webhook
 
@@ -210,17 +214,47 @@ class WhatsappCore:
         return self.webhook.receive(body, signature)
 
     def dispatch(self, messages: Sequence[Message]) -> list[Message]:
-        """Hand accepted messages to the dispatcher; return those it refused."""
-        return self.behaviour.dispatcher.submit(messages, self.handle)
+        """Hand accepted messages to the dispatcher; return those it refused.
+
+        Each message is answered in the OpenTelemetry context of the webhook
+        (taken to the pool's threads), timed from now for the first-reply
+        metric, and counted in ``whatsapp_dispatch_pending`` until answered.
+        """
+        dispatcher = self.behaviour.dispatcher
+        received_at = time.monotonic()
+        trace_context = tracing.current_context()
+        # Only dispatchers that answer in this process say when an answer ends.
+        metrics = (
+            self.behaviour.metrics
+            if isinstance(dispatcher, (InlineDispatcher, BackgroundDispatcher))
+            else None
+        )
+
+        def handle(message: Message) -> list[str]:
+            try:
+                with tracing.carried(trace_context):
+                    return self._answer(message, received_at)
+            finally:
+                if metrics is not None:
+                    metrics.pending_changed(-1)
+
+        if metrics is not None:
+            metrics.pending_changed(len(messages))
+        refused = dispatcher.submit(messages, handle)
+        if metrics is not None and refused:
+            metrics.pending_changed(-len(refused))
+        return refused
 
     def handle(self, message: Message) -> list[str]:
         """Answer ``message`` now; return the wamids sent."""
+        return self._answer(message, time.monotonic())
+
+    def _answer(self, message: Message, received_at: float) -> list[str]:
         token = _answering.set(self)
-        number = _answering_number.set(message.lead.phone_number_id or None)
         try:
-            return self.responder.handle(message)
+            with answering.about(message.id, message.lead.phone_number_id, received_at):
+                return self.responder.handle(message)
         finally:
-            _answering_number.reset(number)
             _answering.reset(token)
 
     # -- sending outside a webhook ---------------------------------------------------------
@@ -271,7 +305,8 @@ class WhatsappCore:
         from .media import download_media
 
         if phone_number_id is None and _answering.get() is self:
-            phone_number_id = _answering_number.get()
+            state = answering.current()
+            phone_number_id = state.phone_number_id if state is not None else None
         # Only a token is needed: without a number, the default token.
         graph = (
             self.graph

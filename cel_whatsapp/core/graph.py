@@ -25,6 +25,9 @@ from ..errors import (
     GraphTransportError,
     error_class_for,
 )
+from . import answering, tracing
+from .deferral import SendDeferredError
+from .metrics import Metrics, sent_kind
 from .retry import Retrier, RetryPolicy, is_retryable
 from .sending import SessionSender
 
@@ -249,6 +252,7 @@ class GraphClient:
         timeout: Timeout = DEFAULT_TIMEOUT,
         session: requests.Session | None = None,
         retry: RetryPolicy | Retrier | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         token = clean_secret("GraphClient's token", token, header=True)
         if not token:
@@ -257,6 +261,8 @@ class GraphClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retrier = retry if isinstance(retry, Retrier) or retry is None else Retrier(retry)
+        #: Counts and times :meth:`send_message` calls (``None``: metrics are off).
+        self.metrics = metrics
         #: The bearer token header, sent with every request of this client.
         self.auth_headers = {"Authorization": f"Bearer {token}"}
         if session is None:
@@ -388,8 +394,50 @@ class GraphClient:
         return data
 
     def send_message(self, phone_number_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """POST ``/{phone_number_id}/messages``; returns Meta's answer."""
+        """POST ``/{phone_number_id}/messages``; returns Meta's answer.
+
+        With metrics on, the send is counted (by kind, or by error code when
+        it fails for good) and timed, retries included; the first message
+        of an answer that Meta accepts also times the first reply. With
+        ``opentelemetry-api`` importable, it runs in a ``whatsapp.send`` span.
+        """
         recipient = payload.get("to") or payload.get("recipient")
+        metrics = self.metrics
+        if metrics is None and not tracing.ENABLED:
+            return self._send_message(phone_number_id, payload, recipient)
+        kind = sent_kind(payload)
+        attributes = {"whatsapp.send.kind": kind, "whatsapp.phone_number_id": phone_number_id}
+        started = time.perf_counter()
+        deferred: SendDeferredError | None = None
+        with tracing.span(tracing.SEND_SPAN, attributes) as span:
+            try:
+                answer = self._send_message(phone_number_id, payload, recipient)
+            except SendDeferredError as exc:
+                # Not a failure: a job worker keeps the send for the job's retry,
+                # which counts it when it goes out.
+                deferred = exc
+                if span is not None:
+                    span.set_attribute("whatsapp.send.deferred", True)
+            except GraphAPIError as exc:
+                if metrics is not None:
+                    metrics.send_failed(exc, time.perf_counter() - started)
+                if span is not None and exc.code is not None:
+                    span.set_attribute("whatsapp.error.code", exc.code)
+                raise
+        if deferred is not None:
+            raise deferred
+        if metrics is not None:
+            metrics.message_sent(kind, time.perf_counter() - started)
+            state = answering.current()
+            if kind != "read_receipt" and state is not None and not state.replied:
+                state.replied = True
+                if state.received_at is not None:
+                    metrics.first_reply(time.monotonic() - state.received_at)
+        return answer
+
+    def _send_message(
+        self, phone_number_id: str, payload: Mapping[str, Any], recipient: Any
+    ) -> dict[str, Any]:
         return self.request(
             "POST",
             f"{phone_number_id}/messages",

@@ -8,6 +8,7 @@ assistant, turns its result (a string, a stream of chunks, rich replies, or
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
@@ -15,7 +16,10 @@ from ..config import DEFAULT_MAX_MESSAGES_PER_ANSWER, DEFAULT_POLICY
 from ..errors import GraphAPIError
 from ..model import Lead, Message
 from ..replies import Reply
+from . import tracing
+from .dedup import safe_key
 from .graph import GraphClient
+from .metrics import Metrics, message_type_label
 from .outbox import Outbox
 from .streaming import StreamMode, TextStreamer
 
@@ -49,6 +53,35 @@ def iterate_result(result: AssistantResult) -> Iterator[str | Reply]:
                 f"the assistant yielded {type(item).__name__}; yield str chunks or reply objects"
             )
         yield item
+
+
+class _AssistantClock:
+    """Adds up the time spent in the assistant: its call, and producing each piece."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def call(self, assistant: Assistant, message: Message) -> AssistantResult:
+        started = time.perf_counter()
+        try:
+            return assistant(message)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def pieces(self, items: Iterator[str | Reply]) -> Iterator[str | Reply]:
+        """``items``, timing how long each takes to come (our sends in between are not timed)."""
+        clock = time.perf_counter
+        while True:
+            started = clock()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += clock() - started
+            yield item
 
 
 class _AnswerTooLong(Exception):  # noqa: N818 - a stop signal, not an error
@@ -97,6 +130,7 @@ class Responder:
         fallback_text: str | None = None,
         on_send_error: Callable[[], SendErrorHandler | None] = lambda: None,
         max_messages_per_answer: int = DEFAULT_MAX_MESSAGES_PER_ANSWER,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_messages_per_answer < 1:
             raise ValueError("max_messages_per_answer must be at least 1")
@@ -115,6 +149,8 @@ class Responder:
         self.fallback_text = fallback_text
         self._on_send_error = on_send_error
         self.max_messages_per_answer = max_messages_per_answer
+        #: Records the assistant's time (``None``: metrics are off).
+        self.metrics = metrics
 
     def mark_read(self, message_id: str, *, typing: bool = True) -> None:
         """Mark ``message_id`` read, with the typing indicator unless ``typing=False``."""
@@ -146,35 +182,46 @@ class Responder:
         answer = _Answer(self.max_messages_per_answer)
         streamer = TextStreamer(self.stream_mode)
         result: AssistantResult = None
-        try:
-            result = assistant(message)
-            for item in iterate_result(result):
-                if isinstance(item, str):
-                    self._send_texts(outbox, message.lead, streamer.push(item), answer)
-                else:
-                    # Text already produced goes first, so the order is kept.
-                    self._send_texts(outbox, message.lead, streamer.flush(), answer)
-                    self._send_reply(outbox, message, item, answer)
-            self._send_texts(outbox, message.lead, streamer.flush(), answer)
-        except _AnswerTooLong:
-            self._too_long(message, answer)
-        except GraphAPIError as exc:
-            logger.error(
-                "sending the answer to message %s failed after %d sent: %s",
-                message.id,
-                len(answer.wamids),
-                exc,
-            )
-            self._send_error(message, exc)
-        except Exception:
-            # The user's assistant (or its generator) raised: log with the stack
-            # trace; the webhook is still acknowledged.
-            logger.exception("the assistant failed on message %s", message.id)
-            self._send_fallback(outbox, message, answer)
-        finally:
-            close = getattr(result, "close", None)
-            if callable(close):
-                close()
+        clock = _AssistantClock() if self.metrics is not None else None
+        attributes = {
+            "whatsapp.message.id": safe_key(message.id),
+            "whatsapp.message.type": message_type_label(message.type),
+        }
+        with tracing.span(tracing.ASSISTANT_SPAN, attributes) as span:
+            try:
+                result = assistant(message) if clock is None else clock.call(assistant, message)
+                items = iterate_result(result)
+                for item in items if clock is None else clock.pieces(items):
+                    if isinstance(item, str):
+                        self._send_texts(outbox, message.lead, streamer.push(item), answer)
+                    else:
+                        # Text already produced goes first, so the order is kept.
+                        self._send_texts(outbox, message.lead, streamer.flush(), answer)
+                        self._send_reply(outbox, message, item, answer)
+                self._send_texts(outbox, message.lead, streamer.flush(), answer)
+            except _AnswerTooLong:
+                self._too_long(message, answer)
+            except GraphAPIError as exc:
+                logger.error(
+                    "sending the answer to message %s failed after %d sent: %s",
+                    message.id,
+                    len(answer.wamids),
+                    exc,
+                )
+                tracing.failed(span, exc)
+                self._send_error(message, exc)
+            except Exception as exc:
+                # The user's assistant (or its generator) raised: log with the stack
+                # trace; the webhook is still acknowledged.
+                logger.exception("the assistant failed on message %s", message.id)
+                tracing.failed(span, exc)
+                self._send_fallback(outbox, message, answer)
+            finally:
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()
+                if clock is not None and self.metrics is not None:
+                    self.metrics.assistant_ran(clock.seconds)
         return answer.wamids
 
     def _too_long(self, message: Message, answer: _Answer) -> None:

@@ -16,12 +16,14 @@ bounded summary line per POST, never a line per item.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Literal, TypeAlias
 
 from ..model import Message, StatusEvent, Update, WebhookError
+from . import answering
 from .parsing import ParsedWebhook
 
 logger = logging.getLogger(__name__)
@@ -147,11 +149,21 @@ class UpdateRouter:
     def _call(callback: Callable[[Any], Any] | None, update: Any, name: str) -> None:
         if callback is None:
             return
-        try:
-            callback(update)
-        except Exception:
-            # User code failed: log with the stack trace; keep routing the batch.
-            logger.exception("the %s callback failed on %s", name, _describe(update))
+        # Log lines made meanwhile (ours, and the callback's through a handler with
+        # MessageLogFilter) name the message, or the message a status is about.
+        about: contextlib.AbstractContextManager[Any]
+        if isinstance(update, Message):
+            about = answering.about(update.id, update.lead.phone_number_id)
+        elif isinstance(update, StatusEvent):
+            about = answering.about(update.message_id, update.phone_number_id)
+        else:
+            about = contextlib.nullcontext()
+        with about:
+            try:
+                callback(update)
+            except Exception:
+                # User code failed: log with the stack trace; keep routing the batch.
+                logger.exception("the %s callback failed on %s", name, _describe(update))
 
 
 def _log_errors(errors: Sequence[WebhookError]) -> None:

@@ -17,8 +17,10 @@ from ..config import DEFAULT_MAX_ITEMS_PER_POST
 from ..errors import PayloadError
 from ..model import Message, StatusEvent
 from . import signature
+from .answering import message_fields
 from .budget import TooManyItemsError, fits_without_counting
 from .dedup import Store, StoreError, message_key, safe_key, status_key
+from .metrics import Metrics
 from .parsing import ParsedWebhook, parse_webhook
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,9 @@ class WebhookHandler:
     Updates for a business number not in ``phone_number_id`` (one id or a
     sequence) are acknowledged and not handled; each such number is logged
     once, at WARNING.
+
+    With ``metrics``, the new messages accepted are counted by type, and
+    the copies skipped.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class WebhookHandler:
         verification_handler: Callable[[], VerificationHandler | None] = lambda: None,
         store: Store | None = None,
         max_items: int | None = DEFAULT_MAX_ITEMS_PER_POST,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_items is not None and max_items < 1:
             raise ValueError("max_items must be at least 1 (None: no cap)")
@@ -107,6 +113,7 @@ class WebhookHandler:
         self._on_updates = on_updates
         self.store = store
         self.max_items = max_items
+        self.metrics = metrics
         self._verification_handler = verification_handler
 
     def __repr__(self) -> str:
@@ -206,6 +213,8 @@ class WebhookHandler:
             refused = list(self._on_messages(messages) or ())
         else:
             refused = []
+        if self.metrics is not None and messages:
+            _count_received(self.metrics, messages, refused)
         if not refused:
             return OK
         self._release(refused)
@@ -264,7 +273,10 @@ class WebhookHandler:
                 "webhook: %d message(s) already handled: duplicates skipped (first: %s)",
                 len(duplicates),
                 safe_key(duplicates[0].id),
+                extra=message_fields(duplicates[0]),
             )
+            if self.metrics is not None:
+                self.metrics.duplicates_skipped(len(duplicates))
         return fresh
 
     def _release(self, messages: Sequence[Message]) -> None:
@@ -285,4 +297,13 @@ class WebhookHandler:
                 len(failed),
                 error,
                 safe_key(failed[0].id),
+                extra=message_fields(failed[0]),
             )
+
+
+def _count_received(metrics: Metrics, messages: list[Message], refused: list[Message]) -> None:
+    """Count the new messages accepted (those refused come again, and count then)."""
+    if refused:
+        left = {id(message) for message in refused}
+        messages = [message for message in messages if id(message) not in left]
+    metrics.messages_received([message.type for message in messages])

@@ -7,6 +7,7 @@ own configuration.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -56,18 +57,32 @@ def build_blueprint(
     def verify() -> Response:
         return _respond(handler().verify(request.args))
 
-    def receive() -> Response:
+    def deliver(core: WhatsappCore) -> HttpResult:
         limit = max_body_bytes()
         length = request.content_length
         if length is not None and length > limit:
-            return _respond(HttpResult.error(413, f"body larger than {limit} bytes"))
+            return HttpResult.error(413, f"body larger than {limit} bytes")
         # Meta always sends application/json; a POST without a Content-Type is not Meta's.
         if request.mimetype not in _JSON_TYPES:
-            return _respond(HttpResult.error(415, "Content-Type must be application/json"))
+            return HttpResult.error(415, "Content-Type must be application/json")
         body = request.stream.read(limit + 1)
         if len(body) > limit:
-            return _respond(HttpResult.error(413, f"body larger than {limit} bytes"))
-        return _respond(handler().receive(body, request.headers.get("X-Hub-Signature-256")))
+            return HttpResult.error(413, f"body larger than {limit} bytes")
+        return core.receive(body, request.headers.get("X-Hub-Signature-256"))
+
+    def receive() -> Response:
+        core = handler()
+        metrics = core.behaviour.metrics
+        if metrics is None:
+            return _respond(deliver(core))
+        started = time.perf_counter()
+        status = 500  # what Flask answers if deliver() raises
+        try:
+            result = deliver(core)
+            status = result.status
+        finally:
+            metrics.webhook(status, time.perf_counter() - started)
+        return _respond(result)
 
     path = normalise_prefix(prefix)
     rules = [path, path + "/"] if path else ["/"]

@@ -25,6 +25,7 @@ from ..core.dedup import InMemoryStore, Store
 from ..core.dispatch import Dispatcher, make_dispatcher
 from ..core.engine import Behaviour, WhatsappCore, answering_core
 from ..core.graph import Timeout
+from ..core.metrics import Metrics, make_metrics
 from ..core.outbox import MediaSource
 from ..core.rates import Pacer, RateControl, make_pacer
 from ..core.responder import Assistant, SendErrorHandler
@@ -46,6 +47,8 @@ from .blueprint import EXTENSION_KEY, build_blueprint, normalise_prefix
 from .cli import add_commands, for_command_line
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ..core.media import MediaFile
     from ..replies import Reply
 
@@ -109,6 +112,7 @@ class WhatsappConnector:
         assistant_types: AssistantTypes = None,
         max_messages_per_answer: int = config.DEFAULT_MAX_MESSAGES_PER_ANSWER,
         delivery_rate_control: bool | RateControl = True,
+        metrics: bool | CollectorRegistry | Metrics = False,
         app: Flask | None = None,
     ) -> None:
         # Explicit settings, checked now (a bad secret fails here, not later);
@@ -161,6 +165,8 @@ class WhatsappConnector:
         #: Paces sends to Meta's throughput and pair rate (``None``: off); shared by
         #: every worker through a ``RedisStore``, else per process.
         self.rate_control: Pacer | None = make_pacer(delivery_rate_control, self.store)
+        #: Prometheus series this connector records into (``None``: metrics are off).
+        self.metrics: Metrics | None = make_metrics(metrics)
         if app is not None:
             self.init_app(app)
 
@@ -425,6 +431,7 @@ class WhatsappConnector:
             session=self._session,
             max_items=self.max_items,
             rates=self.rate_control,
+            metrics=self.metrics,
         )
 
     # -- the core in force ------------------------------------------------------------------
