@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
                 failed |= any(t.passed is False for r in stream for t in r.targets)
             if "metrics" in parts:
                 metrics = metrics_cost.measure(fake.base_url, smoke=args.smoke)
-                print("\n5. Prometheus metrics, CPU per answered message off and on, in-process\n")
+                print("\n6. Prometheus metrics, CPU per answered message off and on, in-process\n")
                 print(metrics_cost.metrics_table(metrics), flush=True)
                 failed |= any(t.passed is False for r in metrics for t in r.targets)
         if parse:
