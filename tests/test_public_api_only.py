@@ -1,10 +1,13 @@
-"""The package uses only the public API of marshmallow, requests and urllib3.
+"""The package uses only the public API of its libraries.
+
+Those are marshmallow, requests and urllib3, and prometheus_client and
+opentelemetry (optional: read when installed).
 
 A private name (``Schema._do_load``, ``HTTPAdapter``'s internals) may change in
 any minor release of a dependency and turn every webhook into a 500. This
 reads the package's source, not its behaviour: every attribute it touches,
 every name it imports and every method it overrides is checked against the
-private names the three libraries define (read from their installed source)
+private names the libraries define (read from their installed source)
 and against the few public-looking adapter methods requests documents as
 not for user code.
 """
@@ -22,7 +25,9 @@ import pytest
 import cel_whatsapp
 
 PACKAGE = Path(cel_whatsapp.__file__).parent
-LIBRARIES = ("marshmallow", "requests", "urllib3")
+#: The optional ones (metrics, traces) are read when installed, as the test extra does.
+OPTIONAL_LIBRARIES = ("prometheus_client", "opentelemetry")
+LIBRARIES = ("marshmallow", "requests", "urllib3", *OPTIONAL_LIBRARIES)
 
 #: Public-looking names the libraries document as internal ("This should not
 #: be called from user code"), or helpers of requests' own plumbing.
@@ -46,6 +51,8 @@ def _is_private(name: str) -> bool:
 
 def _library_files(library: str) -> Iterator[Path]:
     spec = importlib.util.find_spec(library)
+    if spec is None and library in OPTIONAL_LIBRARIES:
+        return
     assert spec is not None and spec.submodule_search_locations, library
     for location in spec.submodule_search_locations:
         yield from Path(location).rglob("*.py")
@@ -224,6 +231,8 @@ def test_the_package_touches_no_private_name_of_its_libraries(
         "class UnixTime(fields.Field):\n    def _deserialize(self, value, attr, data, **kw): ...",
         "from requests.adapters import HTTPAdapter\n"
         "class Quick(HTTPAdapter):\n    def build_response(self, req, resp): ...",
+        "from opentelemetry.context import _RUNTIME_CONTEXT",
+        "from prometheus_client import multiprocess\nmultiprocess._accumulate_metrics(m, True)",
     ],
 )
 def test_the_check_catches_private_use(private: frozenset[str], source: str) -> None:
