@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, GraphAPIError, GraphRequestError, GraphTransportError
+from .routing import PERSON_TYPES
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -69,28 +70,15 @@ MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 #: WhatsApp message types counted by name in ``whatsapp_messages_received_total``;
 #: any other type (new ones, or made up by whoever posts) counts as ``other``.
-MESSAGE_TYPES: frozenset[str] = frozenset(
-    {
-        "text",
-        "image",
-        "audio",
-        "video",
-        "document",
-        "sticker",
-        "location",
-        "contacts",
-        "interactive",
-        "button",
-        "order",
-        "reaction",
-        "system",
-        "request_welcome",
-        "edit",
-        "revoke",
-        "unsupported",
-        "unknown",
-    }
-)
+MESSAGE_TYPES: frozenset[str] = PERSON_TYPES | {
+    "reaction",
+    "system",
+    "request_welcome",
+    "edit",
+    "revoke",
+    "unsupported",
+    "unknown",
+}
 
 #: What ``whatsapp_messages_sent_total`` counts by name: the ``type`` of a message
 #: sent, and ``read_receipt`` for marking a message read; anything else is ``other``.
