@@ -501,12 +501,13 @@ def test_a_worker_following_flasks_celery_pattern_answers_with_the_apps_settings
     assert graph.sent_texts() == ["echo: hello"]
 
 
-def test_the_readmes_scaling_out_example_publishes_and_answers(
+def test_the_scaling_out_example_publishes_and_answers(
     redis_url: str, redis_client: Any, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from .test_readme import _python_blocks
+    from .doc_blocks import code_block, page
 
-    [block] = [b for b in _python_blocks() if "CeleryDispatcher(celery_app)" in b]
+    path = page("scaling")
+    block = code_block(path, "CeleryDispatcher(celery_app)")
     monkeypatch.setenv("REDIS_URL", redis_url)
     for key, value in {
         "WHATSAPP_TOKEN": TOKEN,
@@ -517,7 +518,7 @@ def test_the_readmes_scaling_out_example_publishes_and_answers(
     }.items():
         monkeypatch.setenv(key, value)
     namespace: dict[str, Any] = {"__name__": "myproject"}
-    exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own docs
     connector = namespace["whatsapp"]
     published = _publish_to(connector, monkeypatch)
     client = namespace["create_app"]().test_client()

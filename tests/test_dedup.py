@@ -100,7 +100,7 @@ def test_in_memory_store_stays_bounded_however_many_claims_are_released() -> Non
 
 
 def test_a_key_costs_a_few_hundred_bytes() -> None:
-    # The figure README and InMemoryStore's docstring give: a wamid key of
+    # The figure docs/reliability.rst and InMemoryStore's docstring give: a wamid key of
     # 78 characters, its expiry and its slot (about 240 bytes at 100,000).
     wamid = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZC{:012X}MTE4RTUA"
     store = InMemoryStore()

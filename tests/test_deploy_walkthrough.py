@@ -1,4 +1,4 @@
-"""README's "Trying a deployment without Meta", run as written.
+"""docs/deployment.rst's "Trying a deployment without Meta", run as written.
 
 Its three shell blocks, each in a bash of its own as in three terminals (the
 ports moved to free ones): the standalone fake Graph API, gunicorn with the
@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -24,19 +23,15 @@ from typing import IO
 import pytest
 
 from .components import ROOT, free_port, require, wait_for_app
+from .doc_blocks import code_blocks, page
 
 pytestmark = pytest.mark.integration
 
-README = ROOT / "README.rst"
 TITLE = "Trying a deployment without Meta"
 
 
 def _blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    section = text.split(f"\n{TITLE}\n{'-' * len(TITLE)}\n", 1)[1]
-    section = re.split(r"\n[^\n]+\n[=-]{3,}\n", section, maxsplit=1)[0]  # up to the next title
-    blocks = re.findall(r"\.\. code-block:: bash\n\n((?:(?:   .*)?\n)+)", section)
-    return [re.sub(r"^   ", "", block, flags=re.M) for block in blocks]
+    return code_blocks(page("deployment"), "bash", under=TITLE)
 
 
 def _environment() -> dict[str, str]:
@@ -54,7 +49,7 @@ def _environment() -> dict[str, str]:
 
 
 def _terminal(script: str, output: IO[str] | int) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603 - README's own commands
+    return subprocess.Popen(  # noqa: S603 - the docs' own commands
         ["bash", "-c", script],  # noqa: S607 - bash from PATH, as a user's terminal
         cwd=ROOT,
         env=_environment(),
@@ -75,7 +70,7 @@ def _end(process: subprocess.Popen[str]) -> None:
             process.wait(5)
 
 
-def test_the_readme_walkthrough_answers_a_curl_webhook(tmp_path: Path) -> None:
+def test_the_docs_walkthrough_answers_a_curl_webhook(tmp_path: Path) -> None:
     require("curl", "the walkthrough uses it")
     require("openssl", "the walkthrough signs the body with it")
     fake_block, server_block, curl_block = _blocks()
@@ -111,7 +106,7 @@ def test_the_readme_walkthrough_answers_a_curl_webhook(tmp_path: Path) -> None:
 def _check(app_port: int, curl_block: str, lines: queue.Queue[str]) -> None:
     """The curl block's output, then the bot's greeting among the fake's lines."""
     wait_for_app(app_port, 30)
-    result = subprocess.run(  # noqa: S603 - README's own commands
+    result = subprocess.run(  # noqa: S603 - the docs' own commands
         ["bash", "-c", curl_block],  # noqa: S607 - bash from PATH
         cwd=ROOT,
         env=_environment(),

@@ -1,4 +1,4 @@
-"""The package's gunicorn settings under each worker class README's Deploying section names.
+"""The package's gunicorn settings under each worker class docs/deployment.rst names.
 
 ``gunicorn -c python:cel_whatsapp.gunicorn_conf -k sync|gthread|gevent``: a
 signed webhook is answered, and a SIGTERM that comes while answers are still

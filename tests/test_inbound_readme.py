@@ -1,9 +1,8 @@
-"""The README's examples for callbacks and media download run as written."""
+"""The examples for callbacks and media download (docs/inbound.rst) run as written."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,20 @@ from flask import Flask
 from cel_whatsapp.testing import FakeGraphAPI
 
 from .conftest import APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN, post_webhook
+from .doc_blocks import code_block, page
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
-
-
-def _block(marker: str) -> str:
-    text = (ROOT / "README.rst").read_text(encoding="utf-8")
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", text)
-    [block] = [b for b in blocks if marker in b]
-    return re.sub(r"^   ", "", block, flags=re.M)
 
 
 def test_callbacks_and_download_examples(
     graph: FakeGraphAPI, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    path = page("inbound")
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
     for marker in ("@whatsapp.on_status", "whatsapp.download_media("):
-        exec(compile(_block(marker), "README.rst", "exec"), namespace)  # noqa: S102 - our README
+        exec(compile(code_block(path, marker), str(path), "exec"), namespace)  # noqa: S102 - our docs
 
-    app = Flask("readme_app")
+    app = Flask("docs_app")
     app.config.update(
         WHATSAPP_TOKEN=TOKEN,
         WHATSAPP_PHONE_NUMBER_ID=PHONE_NUMBER_ID,
@@ -57,7 +50,7 @@ def test_callbacks_and_download_examples(
     ):
         assert post_webhook(client, body).status_code == 200
 
-    assert namespace["whatsapp"].drain(10)  # the README connector answers in the background
+    assert namespace["whatsapp"].drain(10)  # the example's connector answers in the background
     assert graph.sent_texts() == [f"Thanks for the image/jpeg ({len(photo)} bytes)."]
     printed = capsys.readouterr().out.splitlines()
     assert printed == [

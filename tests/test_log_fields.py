@@ -12,7 +12,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +20,8 @@ from cel_whatsapp import BackgroundDispatcher, Buttons, Message, MessageLogFilte
 from cel_whatsapp.testing import FakeGraphAPI, reaction_message, text_webhook, webhook
 
 from .conftest import PHONE_NUMBER_ID, MakeConnector, make_app, post_webhook
+from .doc_blocks import code_block, page
 
-README = Path(__file__).resolve().parent.parent / "README.rst"
 FIELDS = ("wa_message_id", "wa_phone_number_id")
 
 
@@ -80,7 +79,7 @@ def test_every_line_about_a_message_names_it(
     connector = make_connector(assistant, dispatch=dispatcher, read_receipts=True)
     connector.on_reaction(lambda message: 1 / 0)
     user_handler = Keep()
-    user_handler.addFilter(MessageLogFilter())  # as the README shows, on your own handler
+    user_handler.addFilter(MessageLogFilter())  # as docs/operations.rst shows, on your own handler
     logging.getLogger("myapp").addHandler(user_handler)
     client = make_app(connector).test_client()
     try:
@@ -137,14 +136,11 @@ def test_the_package_filter_keeps_fields_given_explicitly() -> None:
     assert not hasattr(record, "wa_phone_number_id")  # outside an answer: nothing added
 
 
-def _readme_logging_block() -> str:
-    text = README.read_text(encoding="utf-8")
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", text)
-    [block] = [b for b in blocks if "pythonjsonlogger" in b]
-    return re.sub(r"^   ", "", block, flags=re.M)
+def _docs_logging_block() -> str:
+    return code_block(page("operations"), "pythonjsonlogger")
 
 
-def test_the_readme_logging_config_prints_json_lines_with_the_fields(
+def test_the_docs_logging_config_prints_json_lines_with_the_fields(
     make_connector: MakeConnector,
     graph: FakeGraphAPI,
     capsys: pytest.CaptureFixture[str],
@@ -153,7 +149,7 @@ def test_the_readme_logging_config_prints_json_lines_with_the_fields(
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
-        exec(compile(_readme_logging_block(), "README.rst", "exec"), {})  # noqa: S102 - our README
+        exec(compile(_docs_logging_block(), "operations.rst", "exec"), {})  # noqa: S102 - our docs
         connector = make_connector(assistant)
         client = make_app(connector).test_client()
         assert post_webhook(client, text_webhook("boom", id="wamid.JSON1")).status_code == 200

@@ -6,7 +6,7 @@ missing from the sdist fails here). The wheel goes into a fresh venv with
 through a ``.pth`` file (fast and offline; the package itself must come
 from the wheel, which the smoke test checks). From there, outside the
 checkout and with ``python -I``: a smoke import, then a deployment round trip
-as README's Deploying section describes it: ``python -m
+as docs/deployment.rst describes it: ``python -m
 cel_whatsapp.testing.fake_graph``, gunicorn with ``-c
 python:cel_whatsapp.gunicorn_conf`` serving an app configured only by the
 environment, a signed webhook posted over HTTP, and the answer read back
@@ -250,6 +250,8 @@ def test_the_sdist_is_the_whole_source(dists: tuple[Path, Path]) -> None:
         "setup.cfg",
         "pyproject.toml",
         "MANIFEST.in",
+        "docs/conf.py",
+        "docs/index.rst",
         "tests/conftest.py",
         "tests/data/text.json",
         "sample_app/__init__.py",
@@ -270,7 +272,7 @@ def test_the_sdist_installs_into_a_fresh_venv(dists: tuple[Path, Path], tmp_path
 
 
 def test_a_git_url_installs_into_a_fresh_venv(tmp_path: Path) -> None:
-    """README: ``pip install "cel_whatsapp @ git+$REPO@main"`` (here a local repository)."""
+    """Installation: ``pip install "cel_whatsapp @ git+$REPO@main"`` (here a local repository)."""
     git = require("git", "to install from a git URL")
     repository = _copy_source(tmp_path / "repository")
     for command in (
@@ -286,7 +288,7 @@ def test_a_git_url_installs_into_a_fresh_venv(tmp_path: Path) -> None:
 
 
 def test_a_checkout_installs_editable(tmp_path: Path) -> None:
-    """README: ``pip install -e ./cel_whatsapp``: the package is then the checkout's."""
+    """Installation: ``pip install -e ./cel_whatsapp``: the package is then the checkout's."""
     checkout = _copy_source(tmp_path / "cel_whatsapp")
     venv = tmp_path / "venv"
     python = _fresh_venv(venv)

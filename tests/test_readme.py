@@ -1,32 +1,32 @@
-"""The README's code examples run as written."""
+"""The README's and the quickstart page's code examples run as written."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-README = Path(__file__).resolve().parent.parent / "README.rst"
+import pytest
 
+from .doc_blocks import README, code_block, code_blocks, page
 
-def _python_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", text)
-    return [re.sub(r"^   ", "", block, flags=re.M) for block in blocks]
+QUICKSTARTS = [README, page("quickstart")]
 
 
 def test_testing_kit_example_passes() -> None:
-    [block] = [b for b in _python_blocks() if "def test_my_bot_answers" in b]
+    path = page("testing")
+    block = code_block(path, "def test_my_bot_answers")
     assert "assert graph.sent_texts()" in block  # the example checks the reply itself
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own docs
     namespace["test_my_bot_answers"]()
 
 
-def test_quickstart_registers_the_webhook() -> None:
-    block = _python_blocks()[0]
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+@pytest.mark.parametrize("path", QUICKSTARTS, ids=lambda path: path.name)
+def test_quickstart_registers_the_webhook(path: Path) -> None:
+    block = code_blocks(path)[0]  # the first example a reader meets
+    assert "def create_app() -> Flask:" in block
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own docs
     client = namespace["create_app"]().test_client()
     response = client.get(
         "/whatsapp",
@@ -37,3 +37,8 @@ def test_quickstart_registers_the_webhook() -> None:
         },
     )
     assert response.get_data(as_text=True) == "9"
+
+
+def test_the_readme_quickstart_is_the_quickstart_page_s() -> None:
+    marker = "def create_app() -> Flask:"
+    assert code_block(README, marker) == code_block(page("quickstart"), marker)

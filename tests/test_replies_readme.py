@@ -1,4 +1,4 @@
-"""The README's rich-reply and proactive-sending examples run as written."""
+"""The rich-reply and proactive-sending examples of the docs (replies, sending) run as written."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from flask import Flask
 from cel_whatsapp.testing import FakeGraphAPI, text_webhook
 
 from .conftest import APP_SECRET, PHONE_NUMBER_ID, TOKEN, VERIFY_TOKEN, post_webhook
-from .test_readme import _python_blocks
+from .doc_blocks import code_block, page
 
 
 def _pizzeria(graph: FakeGraphAPI) -> tuple[dict[str, Any], Flask]:
-    [block] = [b for b in _python_blocks() if "def pizzeria" in b]
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+    path = page("replies")
+    block = code_block(path, "def pizzeria")
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own docs
     app = Flask(__name__)
     app.config.update(
         WHATSAPP_TOKEN=TOKEN,
@@ -36,7 +37,7 @@ def test_the_pizzeria_uses_buttons_a_list_and_an_image(graph: FakeGraphAPI) -> N
     client = app.test_client()
     for said in ("hello", "See the menu", "Margherita"):
         assert post_webhook(client, text_webhook(said)).status_code == 200
-    assert namespace["whatsapp"].drain(10)  # the README's connector answers in the background
+    assert namespace["whatsapp"].drain(10)  # the example's connector answers in the background
     kinds = [
         r.json["interactive"]["type"] if r.json["type"] == "interactive" else r.json["type"]
         for r in graph.sent()
@@ -52,10 +53,11 @@ def test_the_proactive_example_sends_text_a_template_and_uploads(
 ) -> None:
     namespace, app = _pizzeria(graph)
     namespace["app"] = app
-    [block] = [b for b in _python_blocks() if "whatsapp.send(" in b]
+    path = page("sending")
+    block = code_block(path, "whatsapp.send(")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "menu.pdf").write_bytes(b"%PDF-1.4 menu")
-    exec(compile(block, "README.rst", "exec"), namespace)  # noqa: S102 - our own README
+    exec(compile(block, str(path), "exec"), namespace)  # noqa: S102 - our own docs
     types = [r.json["type"] for r in graph.sent()]
     assert types == ["text", "template", "image"]
     assert graph.sent()[1].json["template"]["name"] == "order_ready"

@@ -455,17 +455,14 @@ def test_processes_share_one_hub_and_revive_it() -> None:
         second.close()
 
 
-def test_readme_simulator_example_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
-    import re
-    from pathlib import Path
+def test_the_docs_simulator_example_runs_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .doc_blocks import code_block, page
 
-    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", readme)
-    [block] = [b for b in blocks if "Simulator(app" in b]
+    block = code_block(page("simulator"), "Simulator(app")
     monkeypatch.setenv("SIMULATOR", "1")
     monkeypatch.delenv("SERVER_SOFTWARE", raising=False)
-    namespace: dict[str, Any] = {"__name__": "readme_example", "my_assistant": lambda m: "hi"}
-    exec(compile(re.sub(r"^   ", "", block, flags=re.M), "README.rst", "exec"), namespace)  # noqa: S102
+    namespace: dict[str, Any] = {"__name__": "docs_example", "my_assistant": lambda m: "hi"}
+    exec(compile(block, "simulator.rst", "exec"), namespace)  # noqa: S102 - our own docs
     app = namespace["app"]
     try:
         assert app.test_client().get("/").status_code == 200

@@ -7,10 +7,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from flask import Flask
 
 from cel_whatsapp import Message, WhatsappConnector
 from cel_whatsapp.testing import WhatsappTestClient, image_message, text_message, webhooks
+
+from .doc_blocks import README, code_block, page
 
 
 def create_app() -> Flask:
@@ -131,21 +134,19 @@ def test_plugin_is_registered_for_a_users_project(tmp_path: Path) -> None:
     assert "1 passed" in result.stdout
 
 
-def _readme_block(marker: str) -> str:
-    import re
-
-    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:(?:   .*)?\n)+)", readme)
-    [block] = [b for b in blocks if marker in b]
-    return textwrap.dedent(block)
-
-
-def test_readme_quickstart_and_its_test_pass_in_a_new_project(tmp_path: Path) -> None:
-    """The quickstart copied to myproject.py and the README's test to test_bot.py, as written."""
+@pytest.mark.parametrize(
+    ("app_page", "test_page"),
+    [(README, README), (page("quickstart"), page("testing"))],
+    ids=["README", "docs"],
+)
+def test_the_quickstart_and_its_test_pass_in_a_new_project(
+    tmp_path: Path, app_page: Path, test_page: Path
+) -> None:
+    """The quickstart copied to myproject.py and the test shown to test_bot.py, as written."""
     import os
 
-    (tmp_path / "myproject.py").write_text(_readme_block("def create_app() -> Flask:"))
-    (tmp_path / "test_bot.py").write_text(_readme_block("def test_bot_answers(whatsapp)"))
+    (tmp_path / "myproject.py").write_text(code_block(app_page, "def create_app() -> Flask:"))
+    (tmp_path / "test_bot.py").write_text(code_block(test_page, "def test_bot_answers(whatsapp)"))
     root = str(Path(__file__).resolve().parent.parent)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHATSAPP_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), root])
