@@ -41,6 +41,9 @@ html_theme = "alabaster"
 html_theme_options = {
     "description": "Put any assistant on WhatsApp from a Flask site",
     "fixed_sidebar": True,
+    # The pages hold wide tables (settings, benchmark runs).
+    "page_width": "1200px",
+    "body_max_width": "none",
 }
 html_title = f"cel_whatsapp {release}"
 html_static_path: list[str] = []
