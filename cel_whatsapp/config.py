@@ -47,7 +47,7 @@ DEFAULT_DEDUP_MAX_ENTRIES: Final = 100_000
 #: the assistant, and on the Graph API: 100-300 ms a send) with the GIL
 #: released, so a worker answers about ``max_workers / seconds per answer``
 #: messages a second: 64 threads and 150 ms sends, about 400 a second.
-#: A thread that has answered keeps about 45 KiB resident (see README).
+#: A thread that has answered keeps about 45 KiB resident (see docs/reliability.rst).
 DEFAULT_MAX_WORKERS: Final = 64
 #: ``max_workers`` above this is refused (a typo, not a pool size).
 MAX_WORKERS_LIMIT: Final = 1024

@@ -200,7 +200,8 @@ class StatusEvent:
 class Message:
     """One inbound WhatsApp message, as handed to the assistant.
 
-    The README has a table of which WhatsApp type fills which field.
+    The docs have a table of which WhatsApp type fills which field
+    (``docs/inbound.rst``).
     """
 
     #: WhatsApp's message id (``wamid....``).
@@ -224,7 +225,7 @@ class Message:
     forwarded: bool = False
     #: The message has been forwarded many times (more than 5).
     frequently_forwarded: bool = False
-    #: Extra facts by key (see the README); the message object as received is under ``"raw"``.
+    #: Extra facts by key (docs/inbound.rst lists them); the message as received is ``"raw"``.
     metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     @property

@@ -6,7 +6,7 @@ into that one (``pip install "cel_whatsapp[metrics]"``). When off, nothing
 here is imported or called: every place that records checks for ``None``
 first.
 
-The series (see README, Operations):
+The series (see docs/operations.rst):
 
 - ``whatsapp_webhooks_total{status}`` and ``whatsapp_webhook_seconds``: webhook
   POSTs by the HTTP status answered, and how long answering them took;

@@ -90,7 +90,7 @@ class WhatsappTestClient:
         """Point every WhatsApp connector of ``app`` at the fake, with this client's settings.
 
         Done by every method that posts to or verifies ``app``, so an app whose
-        ``app.config`` holds real credentials (the README's quickstart) is
+        ``app.config`` holds real credentials (the docs' quickstart) is
         tested against the fake all the same. Registering the connector needs
         settings of some kind; the ``whatsapp`` fixture also exports these as
         ``WHATSAPP_*`` environment variables for apps that read none.

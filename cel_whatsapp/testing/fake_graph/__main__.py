@@ -27,7 +27,7 @@ from typing import Any
 from ...config import DEFAULT_API_VERSION
 from . import FakeGraphAPI, RecordedRequest
 
-#: The port used when none is given (the one the README's curl examples use).
+#: The port used when none is given (the one the deployment docs' curl examples use).
 DEFAULT_PORT = 8089
 #: The first line printed once the server listens; tools wait for it.
 READY = "fake Graph API listening:"
