@@ -353,3 +353,36 @@ def test_null_items_skip_themselves_only(
     assert post_webhook(client, body).status_code == 200
     assert [m.text for m in seen] == ["kept"]
     assert graph.sent_texts() == ["re: kept"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("PUT", "/whatsapp", 405), ("DELETE", "/whatsapp/", 405), ("GET", "/whatsapp/other", 404)],
+)
+def test_flask_error_pages_under_the_webhook_say_nosniff(
+    client: FlaskClient, method: str, path: str, status: int
+) -> None:
+    # Answered by Flask's routing before any view of ours runs.
+    response = client.open(path, method=method)
+    assert response.status_code == status
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_host_apps_other_pages_are_left_alone(client: FlaskClient) -> None:
+    response = client.get("/somewhere-else")
+    assert response.status_code == 404
+    assert "X-Content-Type-Options" not in response.headers
+
+
+def test_error_pages_under_a_registration_prefix_say_nosniff(
+    make_connector: MakeConnector,
+) -> None:
+    from flask import Flask
+
+    connector = make_connector(lambda message: None)
+    app = Flask("prefixed")
+    app.register_blueprint(connector.blueprint, url_prefix="/api")
+    client = app.test_client()
+    assert client.put("/api/whatsapp").status_code == 405
+    assert client.put("/api/whatsapp").headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Content-Type-Options" not in client.put("/whatsapp").headers

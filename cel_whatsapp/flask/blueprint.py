@@ -12,8 +12,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 
-from ..core.webhook import HttpResult
+from ..core.webhook import NOSNIFF, HttpResult
 
 if TYPE_CHECKING:
     from ..core.engine import WhatsappCore
@@ -89,4 +90,33 @@ def build_blueprint(
     for rule in rules:
         blueprint.add_url_rule(rule, "verify", verify, methods=["GET"], strict_slashes=False)
         blueprint.add_url_rule(rule, "receive", receive, methods=["POST"], strict_slashes=False)
+    _mark_error_pages(blueprint, path)
     return blueprint
+
+
+def _mark_error_pages(blueprint: Blueprint, path: str) -> None:
+    """``nosniff`` on Flask's own answers under the webhook's path (404, 405...).
+
+    A PUT to the webhook or a GET of ``/whatsapp/x`` is answered by Flask's
+    routing before any view of ours runs, with an HTML error page; our own
+    answers carry ``X-Content-Type-Options: nosniff`` and these should too.
+    The host app's other pages are left as they are.
+    """
+    mounted: set[str] = set()
+
+    def remember(state: BlueprintSetupState) -> None:
+        # The URL prefix given to register_blueprint (or a parent blueprint's).
+        mounted.add((state.url_prefix or "").rstrip("/") + path)
+
+    def mark(response: Response) -> Response:
+        if response.status_code < 400 or "X-Content-Type-Options" in response.headers:
+            return response
+        here = request.path.rstrip("/")
+        for root in mounted:
+            if here == root or (root and here.startswith(root + "/")):
+                response.headers.extend(NOSNIFF)
+                break
+        return response
+
+    blueprint.record(remember)
+    blueprint.after_app_request(mark)
