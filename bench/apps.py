@@ -96,7 +96,10 @@ def _handwritten(transport: str = "requests") -> Flask:
 
     ``transport`` says how the reply is posted: ``"requests"``, a default
     ``requests.Session`` (it re-reads proxy and ``.netrc`` settings from the
-    environment on every call); ``"urllib3"``, a bare urllib3 connection pool
+    environment on every call); ``"requests-prepared"``, the leanest use of
+    requests' public API (a prepared request copied per post, the
+    environment's settings given explicitly, ``Session.send``: the floor under
+    the connector's own sends); ``"urllib3"``, a bare urllib3 connection pool
     (what requests itself sits on); ``"http.client"``, the standard library's
     connection, one per thread. The last two show what the HTTP stack alone
     costs: no proxies, no TLS settings, no error handling to speak of.
@@ -146,6 +149,26 @@ def _poster(transport: str, url: str) -> Callable[[dict[str, Any]], None]:
             session.post(url, json=reply, timeout=(3.05, 20)).raise_for_status()
 
         return post_requests
+    if transport == "requests-prepared":
+        # The least requests' public API lets a post cost: the request
+        # prepared once and copied, the environment's settings passed
+        # explicitly, Session.send itself (what the connector's sending.py does).
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False
+        prepared = session.prepare_request(requests.Request("POST", url, headers=headers))
+
+        def post_prepared(reply: dict[str, Any]) -> None:
+            copy = prepared.copy()
+            copy.prepare_body(None, None, reply)
+            answer = session.send(
+                copy, timeout=(3.05, 20), allow_redirects=False, proxies={}, verify=True
+            )
+            answer.raise_for_status()
+            json.loads(answer.content)
+
+        return post_prepared
     parts = urlsplit(url)
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
     if transport == "urllib3":

@@ -269,6 +269,11 @@ def load_rows(fake: FakeGraphProcess, settings: Settings) -> list[LoadRow]:
                 replies=True,
             ),
             Spec(
+                "  same, one prepared request copied, Session.send (public floor)",
+                _app("handwritten", transport="requests-prepared"),
+                replies=True,
+            ),
+            Spec(
                 "  same, posting with a bare urllib3 pool",
                 _app("handwritten", transport="urllib3"),
                 replies=True,
@@ -299,6 +304,12 @@ def load_rows(fake: FakeGraphProcess, settings: Settings) -> list[LoadRow]:
         Spec(
             "reference: hand-written view, bare urllib3 pool",
             _app("handwritten", transport="urllib3"),
+            worker_class="gthread",
+            replies=True,
+        ),
+        Spec(
+            "  same, one prepared request copied, Session.send (public floor)",
+            _app("handwritten", transport="requests-prepared"),
             worker_class="gthread",
             replies=True,
         ),
