@@ -171,10 +171,37 @@ with FakeGraphAPI(token="t") as graph:
     headers = signed_headers(raw, "s")
     status = app.test_client().post("/whatsapp", data=raw, headers=headers).status_code
     connector.drain(10)
-    print(json.dumps([tracing.ENABLED, status, graph.sent_texts()]))
+    print(json.dumps([tracing.enabled(), status, graph.sent_texts()]))
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(done.stdout) == [False, 200, ["hi"]]
+
+
+def test_opentelemetry_is_not_imported_until_the_application_uses_it() -> None:
+    """Installed but never set up: no span is made and no OpenTelemetry module is loaded."""
+    script = """
+import json, sys
+from flask import Flask
+from cel_whatsapp import WhatsappConnector
+from cel_whatsapp.core import tracing
+from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_webhook
+with FakeGraphAPI(token="t") as graph:
+    connector = WhatsappConnector("t", "1065403522", "v", app_secret="s", base_url=graph.base_url,
+                                  assistant=lambda message: "hi", dispatch="background")
+    app = Flask("otel_unused")
+    connector.init_app(app)
+    raw = encode(text_webhook("hello", phone_number_id="1065403522"))
+    status = app.test_client().post("/whatsapp", data=raw, headers=signed_headers(raw, "s")).status_code
+    connector.drain(10)
+    before = [tracing.enabled(), sorted(m for m in sys.modules if m.startswith("opentelemetry"))]
+    import opentelemetry.trace  # the application starts using it
+    print(json.dumps([before, tracing.enabled(), status, graph.sent_texts()]))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == [[False, []], True, 200, ["hi"]]

@@ -399,11 +399,12 @@ class GraphClient:
         With metrics on, the send is counted (by kind, or by error code when
         it fails for good) and timed, retries included; the first message
         of an answer that Meta accepts also times the first reply. With
-        ``opentelemetry-api`` importable, it runs in a ``whatsapp.send`` span.
+        OpenTelemetry in use (see :mod:`~cel_whatsapp.core.tracing`), it runs in a
+        ``whatsapp.send`` span.
         """
         recipient = payload.get("to") or payload.get("recipient")
         metrics = self.metrics
-        if metrics is None and not tracing.ENABLED:
+        if metrics is None and not tracing.enabled():
             return self._send_message(phone_number_id, payload, recipient)
         kind = sent_kind(payload)
         attributes = {"whatsapp.send.kind": kind, "whatsapp.phone_number_id": phone_number_id}
