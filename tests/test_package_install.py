@@ -283,7 +283,9 @@ def test_a_git_url_installs_into_a_fresh_venv(tmp_path: Path) -> None:
         subprocess.run([git, *command], cwd=repository, check=True, timeout=60)  # noqa: S603
     venv = tmp_path / "venv"
     python = _fresh_venv(venv)
-    _pip_install(python, f"cel_whatsapp[redis] @ git+{repository.as_uri()}@main")
+    # file://localhost/...: pip before 24 refuses a git+file URL with an empty host.
+    url = f"git+file://localhost{repository.resolve().as_posix()}@main"
+    _pip_install(python, f"cel_whatsapp[redis] @ {url}")
     _smoke(python, venv, tmp_path)
 
 
