@@ -153,55 +153,55 @@ def test_a_failed_send_marks_its_spans_failed(
     assert webhook.status.is_ok  # the webhook itself was answered 200
 
 
-def test_without_opentelemetry_everything_still_works() -> None:
-    """Nothing is required at run time: the package works when opentelemetry is absent."""
-    script = """
+# A fresh interpreter answering one webhook on the background pool; ``status``
+# and ``graph`` are left for the lines each test appends.
+_ANSWER_ONE = """
 import json, sys
-sys.modules["opentelemetry"] = None  # import opentelemetry now fails
 from flask import Flask
 from cel_whatsapp import WhatsappConnector
 from cel_whatsapp.core import tracing
 from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_webhook
-with FakeGraphAPI(token="t") as graph:
-    connector = WhatsappConnector("t", "1065403522", "v", app_secret="s", base_url=graph.base_url,
-                                  assistant=lambda message: "hi", dispatch="background")
-    app = Flask("no_otel")
-    connector.init_app(app)
-    raw = encode(text_webhook("hello", phone_number_id="1065403522"))
-    headers = signed_headers(raw, "s")
-    status = app.test_client().post("/whatsapp", data=raw, headers=headers).status_code
-    connector.drain(10)
-    print(json.dumps([tracing.enabled(), status, graph.sent_texts()]))
+graph = FakeGraphAPI(token="t").start()
+connector = WhatsappConnector("t", "1065403522", "v", app_secret="s", base_url=graph.base_url,
+                              assistant=lambda message: "hi", dispatch="background")
+app = Flask("tracing_check")
+connector.init_app(app)
+raw = encode(text_webhook("hello", phone_number_id="1065403522"))
+status = app.test_client().post("/whatsapp", data=raw, headers=signed_headers(raw, "s")).status_code
+connector.drain(10)
 """
+
+
+def _run(script: str) -> Any:
+    """Run ``script`` in a fresh interpreter; the JSON it printed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", script + "graph.stop()\n"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
-    assert json.loads(done.stdout) == [False, 200, ["hi"]]
+    return json.loads(done.stdout)
+
+
+def test_without_opentelemetry_everything_still_works() -> None:
+    """Nothing is required at run time: the package works when opentelemetry is absent."""
+    script = (
+        'import sys\nsys.modules["opentelemetry"] = None  # import opentelemetry now fails\n'
+        + _ANSWER_ONE
+        + "print(json.dumps([tracing.enabled(), status, graph.sent_texts()]))\n"
+    )
+    assert _run(script) == [False, 200, ["hi"]]
 
 
 def test_opentelemetry_is_not_imported_until_the_application_uses_it() -> None:
     """Installed but never set up: no span is made and no OpenTelemetry module is loaded."""
-    script = """
-import json, sys
-from flask import Flask
-from cel_whatsapp import WhatsappConnector
-from cel_whatsapp.core import tracing
-from cel_whatsapp.testing import FakeGraphAPI, encode, signed_headers, text_webhook
-with FakeGraphAPI(token="t") as graph:
-    connector = WhatsappConnector("t", "1065403522", "v", app_secret="s", base_url=graph.base_url,
-                                  assistant=lambda message: "hi", dispatch="background")
-    app = Flask("otel_unused")
-    connector.init_app(app)
-    raw = encode(text_webhook("hello", phone_number_id="1065403522"))
-    status = app.test_client().post("/whatsapp", data=raw, headers=signed_headers(raw, "s")).status_code
-    connector.drain(10)
-    before = [tracing.enabled(), sorted(m for m in sys.modules if m.startswith("opentelemetry"))]
-    import opentelemetry.trace  # the application starts using it
-    print(json.dumps([before, tracing.enabled(), status, graph.sent_texts()]))
-"""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    script = _ANSWER_ONE + (
+        "before = [tracing.enabled(), "
+        'sorted(m for m in sys.modules if m.startswith("opentelemetry"))]\n'
+        "import opentelemetry.trace  # the application starts using it\n"
+        "print(json.dumps([before, tracing.enabled(), status, graph.sent_texts()]))\n"
     )
-    assert json.loads(done.stdout) == [[False, []], True, 200, ["hi"]]
+    assert _run(script) == [[False, []], True, 200, ["hi"]]
