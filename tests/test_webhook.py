@@ -386,3 +386,8 @@ def test_error_pages_under_a_registration_prefix_say_nosniff(
     assert client.put("/api/whatsapp").status_code == 405
     assert client.put("/api/whatsapp").headers["X-Content-Type-Options"] == "nosniff"
     assert "X-Content-Type-Options" not in client.put("/whatsapp").headers
+    # The same blueprint on another app, under another prefix: each app its own path.
+    other = Flask("other")
+    other.register_blueprint(connector.blueprint, url_prefix="/b")
+    assert other.test_client().put("/b/whatsapp").headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Content-Type-Options" not in client.put("/b/whatsapp").headers

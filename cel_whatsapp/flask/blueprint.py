@@ -102,17 +102,19 @@ def _mark_error_pages(blueprint: Blueprint, path: str) -> None:
     answers carry ``X-Content-Type-Options: nosniff`` and these should too.
     The host app's other pages are left as they are.
     """
-    mounted: set[str] = set()
+    # Per app (the blueprint may be registered on several, under other prefixes).
+    key = f"{EXTENSION_KEY}.error_page_paths"
 
     def remember(state: BlueprintSetupState) -> None:
         # The URL prefix given to register_blueprint (or a parent blueprint's).
-        mounted.add((state.url_prefix or "").rstrip("/") + path)
+        paths: set[str] = state.app.extensions.setdefault(key, set())
+        paths.add((state.url_prefix or "").rstrip("/") + path)
 
     def mark(response: Response) -> Response:
         if response.status_code < 400 or "X-Content-Type-Options" in response.headers:
             return response
         here = request.path.rstrip("/")
-        for root in mounted:
+        for root in current_app.extensions.get(key, ()):
             if here == root or (root and here.startswith(root + "/")):
                 response.headers.extend(NOSNIFF)
                 break
