@@ -25,7 +25,7 @@ What is left is ``Session.send`` and ``HTTPAdapter.send`` themselves (the
 pool lookup, the ``Response``, cookies taken from every answer): about
 100 us of CPU per call more than posting on urllib3's pool directly, and
 about 100 us less than ``Session.request`` (``python -m bench``, scenario 1,
-and README's Performance section).
+and docs/performance.rst).
 
 Redirects are never followed (``allow_redirects=False``): the caller decides
 what a 3xx means (see :func:`~cel_whatsapp.core.graph.redirect_error`).
