@@ -21,8 +21,6 @@ from cel_whatsapp.testing.webhooks import change_value
 
 #: Every list a schema loads item by item, and who counts it.
 COUNTED_LISTS = {
-    ("EnvelopeSchema", "entry"): "spend_envelope",
-    ("EntrySchema", "changes"): "spend_envelope",
     ("ContactCardSchema", "phones"): "spend_message (contacts)",
     ("ContactCardSchema", "emails"): "spend_message (contacts)",
     ("OrderSchema", "product_items"): "spend_message (order)",

@@ -10,6 +10,12 @@ entry, change, message or status is skipped so the rest of the batch is
 still handled; what was skipped is logged in one summary line per body
 (see :mod:`cel_whatsapp.core._skips`), never one line per item.
 
+The envelope, its entries and changes and ``value.metadata`` are plain JSON
+containers: they are walked with type checks (a list here, an object with a
+string ``phone_number_id`` there). Every update that becomes a model object
+(a message, a status, an error, the sender's contact) is loaded by a
+marshmallow schema of :mod:`cel_whatsapp.core.schemas`, one item at a time.
+
 A message whose type-specific object is missing (an ``image`` message
 without ``image``) is still delivered, without that content; one whose
 object is present but not shaped as Meta documents it is skipped.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from marshmallow import Schema
@@ -39,6 +46,13 @@ ECHOES_FIELD = "smb_message_echoes"
 _FIELDS = frozenset({MESSAGES_FIELD, ECHOES_FIELD})
 #: Numbers listed in ``ParsedWebhook.other_numbers`` at most (they are logged).
 _MAX_OTHER_NUMBERS = 20
+
+_LISTS = (list, tuple)
+# dict first: the common case, several times cheaper than the ABC check alone.
+_MAPPINGS = (dict, Mapping)
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: What an item that is not a JSON object is skipped for (marshmallow's name for it).
+_NOT_AN_OBJECT = ("_schema",)
 
 
 @dataclass(slots=True)
@@ -115,21 +129,26 @@ def parse_webhook(
     batch = _Batch(numbers, max_items)
     if batch.budget is not None:
         batch.budget.spend_envelope(data)
-    try:
-        envelope = schemas.ENVELOPE.load(data)
-    except schemas.ValidationError as err:
+    entries = data.get("entry")
+    if not isinstance(entries, _LISTS):
         raise PayloadError(
-            "not a WhatsApp webhook envelope (expected an 'entry' list)",
-            where=", ".join(field_names(err.messages)),
-        ) from err
-
-    for entry_index, raw_entry in enumerate(envelope["entry"]):
-        entry = batch.load_or_skip(schemas.ENTRY, raw_entry, "entry", f"entry[{entry_index}]")
-        if entry is None:
+            "not a WhatsApp webhook envelope (expected an 'entry' list)", where="entry"
+        )
+    for entry_index, entry in enumerate(entries):
+        where = f"entry[{entry_index}]"
+        if not isinstance(entry, _MAPPINGS):
+            batch.skip("entry", where, _NOT_AN_OBJECT)
             continue
-        for change_index, raw_change in enumerate(entry["changes"]):
-            where = f"entry[{entry_index}].changes[{change_index}]"
-            _parse_change(raw_change, entry.get("id"), where, batch)
+        changes = entry.get("changes", ())
+        waba_id = entry.get("id")
+        bad = _bad_strings(entry, (), ("id",))
+        if not isinstance(changes, _LISTS):
+            bad.append("changes")
+        if bad:
+            batch.skip("entry", where, sorted(bad))
+            continue
+        for change_index, raw_change in enumerate(changes):
+            _parse_change(raw_change, waba_id, f"{where}.changes[{change_index}]", batch)
     if batch.log is not None:
         logger.warning("webhook: %s", batch.log.summary())
     if batch.result.ignored:
@@ -160,17 +179,21 @@ def load_message(
     Raises :class:`~cel_whatsapp.errors.PayloadError` when it does not load.
     """
     batch = _Batch(None, None)
+    if not isinstance(metadata, _MAPPINGS):
+        raise PayloadError("not a message's change metadata", where="metadata")
+    bad = _bad_strings(metadata, ("phone_number_id",), ("display_phone_number",))
+    if bad:
+        raise PayloadError("not a message's change metadata", where=", ".join(sorted(bad)))
     try:
-        base = schemas.METADATA.load(metadata)
         contacts = [schemas.CONTACT.load(contact)] if contact else []
     except schemas.ValidationError as err:
         raise PayloadError(
-            "not a message's change metadata or contact", where=", ".join(field_names(err.messages))
+            "not a message's contact", where=", ".join(field_names(err.messages))
         ) from err
     scope = _ChangeScope(
         {
-            "phone_number_id": base["phone_number_id"],
-            "display_phone_number": base["display_phone_number"],
+            "phone_number_id": metadata["phone_number_id"],
+            "display_phone_number": metadata.get("display_phone_number"),
             "waba_id": metadata.get("waba_id"),
         },
         contacts,
@@ -192,21 +215,26 @@ def _parse_change(
     raw_change: Mapping[str, Any], waba_id: str | None, where: str, batch: _Batch
 ) -> None:
     result = batch.result
-    change = batch.load_or_skip(schemas.CHANGE, raw_change, "change", where)
-    if change is None:
+    if not isinstance(raw_change, _MAPPINGS):
+        batch.skip("change", where, _NOT_AN_OBJECT)
         return
-    if change["field"] not in _FIELDS:
+    value = raw_change.get("value", _EMPTY)
+    bad = _bad_strings(raw_change, ("field",), ())
+    if not isinstance(value, _MAPPINGS):
+        bad.append("value")
+    if bad:
+        batch.skip("change", where, sorted(bad))
+        return
+    if raw_change["field"] not in _FIELDS:
         result.ignored += 1
         return
-    raw_metadata = change["value"].get("metadata")
-    if not isinstance(raw_metadata, Mapping):
+    metadata = value.get("metadata")
+    if not isinstance(metadata, _MAPPINGS):
         batch.skip("change", where, ("value.metadata",))
         return
-    try:
-        metadata = schemas.METADATA.load(raw_metadata)
-    except schemas.ValidationError as err:
-        names = field_names(err.messages)
-        batch.skip("change", where, [f"value.metadata.{name}" for name in names])
+    bad = _bad_strings(metadata, ("phone_number_id",), ("display_phone_number",))
+    if bad:
+        batch.skip("change", where, [f"value.metadata.{name}" for name in sorted(bad)])
         return
     numbers = batch.numbers
     if numbers is not None and metadata["phone_number_id"] not in numbers:
@@ -216,7 +244,7 @@ def _parse_change(
         return
 
     where = f"{where}.value"
-    arrays = {key: _array(change["value"], key, where, batch) for key in VALUE_ARRAYS}
+    arrays = {key: _array(value, key, where, batch) for key in VALUE_ARRAYS}
     for index, raw_error in enumerate(arrays["errors"]):
         error = batch.load_or_skip(schemas.ERROR, raw_error, "error", f"{where}.errors[{index}]")
         if error is not None:
@@ -224,7 +252,7 @@ def _parse_change(
     scope = _ChangeScope(
         {
             "phone_number_id": metadata["phone_number_id"],
-            "display_phone_number": metadata["display_phone_number"],
+            "display_phone_number": metadata.get("display_phone_number"),
             "waba_id": waba_id,
         },
         _load_contacts(arrays["contacts"], where, batch),
@@ -267,6 +295,18 @@ def _load_message(schema: Schema, raw: Any, kind: str, where: str, batch: _Batch
             batch.skip(kind, where, field_names(errors))
         return
     batch.result.messages.append(message)
+
+
+def _bad_strings(
+    item: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...]
+) -> list[str]:
+    """The names among ``required`` that are not strings, and among ``optional`` not null either."""
+    bad = [name for name in required if not isinstance(item.get(name), str)]
+    for name in optional:
+        value = item.get(name)
+        if value is not None and not isinstance(value, str):
+            bad.append(name)
+    return bad
 
 
 def _array(value: Mapping[str, Any], key: str, where: str, batch: _Batch) -> list[Any]:
