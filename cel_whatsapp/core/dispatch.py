@@ -52,6 +52,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from queue import SimpleQueue
 from typing import Any
 
@@ -134,6 +135,10 @@ class Dispatcher(abc.ABC):
             )
 
 
+def _date(message: Message) -> datetime:
+    return message.date
+
+
 class InlineDispatcher(Dispatcher):
     """Answers every message inside the webhook request, in timestamp order."""
 
@@ -144,7 +149,7 @@ class InlineDispatcher(Dispatcher):
 
     def submit(self, messages: Sequence[Message], handle: Handler | None = None) -> list[Message]:
         handler = self._handler(handle)
-        for message in sorted(messages, key=lambda m: m.date):
+        for message in sorted(messages, key=_date) if len(messages) > 1 else messages:
             self._run(message, handler)
         return []
 

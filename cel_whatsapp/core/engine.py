@@ -166,6 +166,11 @@ class WhatsappCore:
     @property
     def responder(self) -> Responder:
         """Answers one message: the assistant, its stream, the sends (built once)."""
+        # Read once built without the lock: it is set once and never replaced
+        # (close() drops it, and a later use builds a new one under the lock).
+        responder = self._responder
+        if responder is not None:
+            return responder
         with self._lock:
             if self._responder is None:
                 behaviour = self.behaviour
@@ -232,6 +237,8 @@ class WhatsappCore:
 
         def handle(message: Message) -> list[str]:
             try:
+                if trace_context is None:
+                    return self._answer(message, received_at)
                 with tracing.carried(trace_context):
                     return self._answer(message, received_at)
             finally:

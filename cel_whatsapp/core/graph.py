@@ -292,11 +292,14 @@ class GraphClient:
         session.proxies.update(found["proxies"])
         session.verify = found["verify"]
         session.headers["User-Agent"] = "cel-whatsapp"
-        # Two of requests' default headers say nothing here: HTTP/1.1
-        # connections are persistent anyway, and no Accept means any type.
-        # Each header is built, validated and sent on every call (bench/, scenario 1).
+        # Three of requests' default headers say nothing here: HTTP/1.1
+        # connections are persistent anyway, no Accept means any type, and
+        # the Graph API's answers are small JSON or media files that do not
+        # compress (media are already compressed). Each header is built,
+        # validated and sent on every call (bench/, scenario 1).
         session.headers.pop("Connection", None)
         session.headers.pop("Accept", None)
+        session.headers.pop("Accept-Encoding", None)
         return session
 
     def __repr__(self) -> str:

@@ -10,11 +10,13 @@ entry, change, message or status is skipped so the rest of the batch is
 still handled; what was skipped is logged in one summary line per body
 (see :mod:`cel_whatsapp.core._skips`), never one line per item.
 
-The envelope, its entries and changes and ``value.metadata`` are plain JSON
-containers: they are walked with type checks (a list here, an object with a
-string ``phone_number_id`` there). Every update that becomes a model object
-(a message, a status, an error, the sender's contact) is loaded by a
-marshmallow schema of :mod:`cel_whatsapp.core.schemas`, one item at a time.
+The envelope, its entries and changes, ``value.metadata`` and the senders'
+``value.contacts`` are plain JSON around the updates: they are walked with
+type checks (a list here, an object with a string ``phone_number_id``
+there). Every update becomes a model object through a marshmallow schema of
+:mod:`cel_whatsapp.core.schemas`, one item at a time: a message (its
+:class:`~cel_whatsapp.model.Lead` completed from the sender's contact), a
+status, an error.
 
 A message whose type-specific object is missing (an ``image`` message
 without ``image``) is still delivered, without that content; one whose
@@ -184,12 +186,12 @@ def load_message(
     bad = _bad_strings(metadata, ("phone_number_id",), ("display_phone_number",))
     if bad:
         raise PayloadError("not a message's change metadata", where=", ".join(sorted(bad)))
-    try:
-        contacts = [schemas.CONTACT.load(contact)] if contact else []
-    except schemas.ValidationError as err:
-        raise PayloadError(
-            "not a message's contact", where=", ".join(field_names(err.messages))
-        ) from err
+    contacts = []
+    if contact:
+        loaded, bad = _contact(contact)
+        if loaded is None:
+            raise PayloadError("not a message's contact", where=", ".join(bad))
+        contacts.append(loaded)
     scope = _ChangeScope(
         {
             "phone_number_id": metadata["phone_number_id"],
@@ -322,21 +324,38 @@ def _array(value: Mapping[str, Any], key: str, where: str, batch: _Batch) -> lis
 
 def _load_contacts(raw_contacts: list[Any], where: str, batch: _Batch) -> list[dict[str, Any]]:
     """``value.contacts``, dropping malformed entries instead of the whole change."""
-    if not raw_contacts:
-        return []
-    try:
-        loaded: list[dict[str, Any]] = schemas.CONTACT.load(raw_contacts, many=True)
-    except schemas.ValidationError:
-        contacts = []
-        for index, raw in enumerate(raw_contacts):
-            try:
-                contacts.append(schemas.CONTACT.load(raw))
-            except schemas.ValidationError as err:
-                batch.leave_out(
-                    "value.contacts item", f"{where}.contacts[{index}]", field_names(err.messages)
-                )
-        return contacts
-    return loaded
+    contacts = []
+    for index, raw in enumerate(raw_contacts):
+        contact, bad = _contact(raw)
+        if contact is None:
+            batch.leave_out("value.contacts item", f"{where}.contacts[{index}]", bad)
+        else:
+            contacts.append(contact)
+    return contacts
+
+
+def _contact(raw: Any) -> tuple[dict[str, Any] | None, list[str]]:
+    """One ``value.contacts[]`` entry as ``wa_id``, ``user_id`` and ``profile.name``.
+
+    A plain walk: a contact is not a model object, it completes the
+    :class:`~cel_whatsapp.model.Lead` that :data:`schemas.MESSAGE` builds.
+    Returns ``(None, names of the malformed fields)`` for a malformed one.
+    """
+    if not isinstance(raw, _MAPPINGS):
+        return None, list(_NOT_AN_OBJECT)
+    bad = _bad_strings(raw, (), ("wa_id", "user_id"))
+    profile = raw.get("profile")
+    if profile is not None and not (
+        isinstance(profile, _MAPPINGS) and not _bad_strings(profile, (), ("name",))
+    ):
+        bad.append("profile")
+    if bad:
+        return None, bad
+    return {
+        "wa_id": raw.get("wa_id"),
+        "user_id": raw.get("user_id"),
+        "profile": None if profile is None else {"name": profile.get("name")},
+    }, bad
 
 
 class _ChangeScope:

@@ -183,10 +183,14 @@ class Responder:
         streamer = TextStreamer(self.stream_mode)
         result: AssistantResult = None
         clock = _AssistantClock() if self.metrics is not None else None
-        attributes = {
-            "whatsapp.message.id": safe_key(message.id),
-            "whatsapp.message.type": message_type_label(message.type),
-        }
+        attributes = (
+            {
+                "whatsapp.message.id": safe_key(message.id),
+                "whatsapp.message.type": message_type_label(message.type),
+            }
+            if tracing.enabled()
+            else None
+        )
         with tracing.span(tracing.ASSISTANT_SPAN, attributes) as span:
             try:
                 result = assistant(message) if clock is None else clock.call(assistant, message)

@@ -9,11 +9,11 @@ The ``post_load`` hooks build the model: :class:`~cel_whatsapp.model.Message`
 (attachments, choices, reactions...) has its own schemas in
 :mod:`cel_whatsapp.core.content`, loaded only for the message's own type.
 
-The envelope, entries, changes and ``value.metadata`` are plain JSON
-containers that :mod:`cel_whatsapp.core.parsing` walks with type checks; the
-items of ``value``'s arrays (``messages``, ``statuses``, ``contacts``...) are
-loaded here one at a time, so one malformed message does not hide the rest
-of a batch of 1,000.
+The envelope, entries, changes, ``value.metadata`` and ``value.contacts``
+are plain JSON around the updates, which :mod:`cel_whatsapp.core.parsing`
+walks with type checks; the updates in ``value``'s arrays (``messages``,
+``statuses``, ``errors``...) are loaded here one at a time, so one malformed
+message does not hide the rest of a batch of 1,000.
 
 A message needs what its change holds besides the message itself: the
 sender's profile from ``value.contacts`` and the business number from
@@ -43,7 +43,7 @@ from ._skips import field_names
 from .content import Content, parse_content
 
 __all__ = [
-    "CONTACT",
+    "CONTEXT",
     "ECHO",
     "ERROR",
     "MESSAGE",
@@ -99,58 +99,20 @@ class MessageScope(Protocol):
 SCOPE: ContextVar[MessageScope] = ContextVar("cel_whatsapp_message_scope")
 
 
-# -- the sender ---------------------------------------------------------------------
+def _text(value: Any) -> dict[str, str]:
+    """A text message's ``text`` object, checked as a nested schema with a ``body`` String would.
 
-
-def _strings(
-    value: Any, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
-) -> dict[str, str | None]:
-    """A small JSON object of strings, checked the way a nested schema of String fields would.
-
-    For the objects on every message's path (``text``, a contact's
-    ``profile``): a ``fields.Function`` with this check costs about half a
-    ``fields.Nested`` load (``python -m bench --only parse``). Errors name the
-    fields as a nested schema's would.
+    A ``fields.Function`` with this check costs about half a ``fields.Nested``
+    load, on the path of nearly every message (``python -m bench --only
+    parse``). Errors name the field as the nested schema's would.
     """
     if not isinstance(value, Mapping):
         raise ValidationError({"_schema": ["Invalid input type."]})
-    loaded: dict[str, str | None] = {}
-    errors: dict[str, list[str]] = {}
-    for name in required:
-        item = value.get(name)
-        if isinstance(item, str):
-            loaded[name] = item
-        else:
-            errors[name] = ["Missing data for required field." if item is None else _NOT_STRING]
-    for name in optional:
-        item = value.get(name)
-        if item is None or isinstance(item, str):
-            loaded[name] = item
-        else:
-            errors[name] = [_NOT_STRING]
-    if errors:
-        raise ValidationError(errors)
-    return loaded
-
-
-_NOT_STRING = "Not a valid string."
-
-
-def _profile(value: Any) -> dict[str, str | None]:
-    return _strings(value, optional=("name",))
-
-
-def _text(value: Any) -> dict[str, str | None]:
-    return _strings(value, required=("body",))
-
-
-class ContactSchema(Base):
-    """``value.contacts[]``: the sender's profile and identifiers."""
-
-    wa_id = fields.String(load_default=None)
-    user_id = fields.String(load_default=None)
-    #: ``{"name": ...}`` (see _strings).
-    profile = fields.Function(deserialize=_profile, load_default=None)
+    body = value.get("body")
+    if not isinstance(body, str):
+        missing = "Missing data for required field."
+        raise ValidationError({"body": [missing if body is None else "Not a valid string."]})
+    return {"body": body}
 
 
 # -- errors ------------------------------------------------------------------------
@@ -200,7 +162,8 @@ class _MessageFields(Base):
     # The text of a text message is loaded with the message: the hot path
     # (``{"body": ...}``, see _strings).
     text = fields.Function(deserialize=_text, load_default=None)
-    context = fields.Nested(ContextSchema, load_default=None)
+    # ``context`` (most messages have none) is loaded by CONTEXT in
+    # _build_message when present: a declared field costs every message.
 
 
 class MessageSchema(_MessageFields):
@@ -243,6 +206,18 @@ class EchoSchema(_MessageFields):
         return _build_message(data, original, lead, {**base, "echo": True}, scope)
 
 
+def _context(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The message's ``context`` loaded by :data:`CONTEXT`, or ``None`` when it has none."""
+    value = raw.get("context")
+    if value is None:
+        return None
+    try:
+        context: dict[str, Any] = CONTEXT.load(value)
+    except ValidationError as err:
+        raise ValidationError({"context": err.messages}) from err
+    return context
+
+
 def _build_message(
     data: Mapping[str, Any],
     raw: Mapping[str, Any],
@@ -253,6 +228,7 @@ def _build_message(
     """The :class:`Message` of a loaded message or echo; its type's content loaded here."""
     message_type = data["type"]
     scope.spend(raw, message_type)
+    context = _context(raw)
     extra: dict[str, Any] = {"raw": raw, **base}
     content: Content | None = None
     if message_type == "text":
@@ -273,7 +249,6 @@ def _build_message(
         text = content.text
         extra.update(content.metadata)
 
-    context = data["context"]
     if context is not None and context["referred_product"] is not None:
         extra["referred_product"] = MappingProxyType(context["referred_product"])
     referral = raw.get("referral")
@@ -340,7 +315,7 @@ class StatusSchema(Base):
         )
 
 
-CONTACT = ContactSchema()
+CONTEXT = ContextSchema()
 MESSAGE = MessageSchema()
 ECHO = EchoSchema()
 ERROR = ErrorSchema()
