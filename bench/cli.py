@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import metrics_cost, parse_cost, rate_control, scenarios, throughput
+from . import instructions, metrics_cost, parse_cost, rate_control, scenarios, throughput
 from .load import wrk_available
 from .results import load_table, parse_table, stream_table
 from .server import FakeGraphProcess, byte_compile
@@ -40,7 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=("load", "stream", "parse", "throughput", "rates", "metrics", "celery"),
+        choices=(
+            "load",
+            "stream",
+            "parse",
+            "throughput",
+            "rates",
+            "metrics",
+            "celery",
+            "instructions",
+        ),
         action="append",
         help="run only these parts (repeatable)",
     )
@@ -115,6 +124,13 @@ def main(argv: list[str] | None = None) -> None:
             )
             print("\nCelery dispatch: Graph API answering after 150 ms, 1,000 senders\n")
             print(celery_rows.celery_table(rows), flush=True)
+
+        if "instructions" in parts:  # only when asked: it needs valgrind, ~3 minutes
+            if instructions.available():
+                print("\n8. Instructions per answered webhook (valgrind), in-process\n")
+                print(instructions.instructions_table(instructions.measure()), flush=True)
+            else:
+                print("\n8. Instructions: skipped, valgrind is not installed", flush=True)
 
     took = time.monotonic() - started
     if pywa_note:
