@@ -120,7 +120,7 @@ class UpdateRouter:
         for error in parsed.errors:
             self._call(self.on_error, error, "on_error")
         to_assistant: list[Message] = []
-        others: Counter[str] = Counter()
+        others: Counter[str] | None = None  # made for the first message not answered
         for message in parsed.messages:
             self._call(self.on_update, message, "on_update")
             echo = message.metadata.get("echo")
@@ -131,6 +131,8 @@ class UpdateRouter:
             if self.for_assistant(message):
                 to_assistant.append(message)
             else:
+                if others is None:
+                    others = Counter()
                 _tally(others, "echo" if echo else message.type)
         if others:
             logger.debug(

@@ -43,11 +43,13 @@ class TextStreamer:
     def __init__(
         self, mode: StreamMode | str = StreamMode.SENTENCE, limit: int = TEXT_LIMIT
     ) -> None:
-        self.mode = StreamMode(mode)
+        # One streamer per answer: a member given as is skips the enum's lookup.
+        self.mode = mode if isinstance(mode, StreamMode) else StreamMode(mode)
         self.limit = limit
         self._buffer: list[str] = []
         self._size = 0  # characters in _buffer
-        self._scanner = SentenceScanner()
+        # Made on the first SENTENCE push: the other modes never look for sentence ends.
+        self._scanner: SentenceScanner | None = None
 
     def push(self, chunk: str) -> list[str]:
         if not chunk:
@@ -58,7 +60,7 @@ class TextStreamer:
         self._size += len(chunk)
         if self.mode is StreamMode.FULL:
             return []
-        cut = self._scanner.feed(chunk)
+        cut = self._sentences().feed(chunk)
         if cut == 0 and self._size <= self.limit:
             return []
         return self._complete_sentences(cut)
@@ -67,13 +69,19 @@ class TextStreamer:
         text = "".join(self._buffer)
         self._buffer.clear()
         self._size = 0
-        self._scanner.reset()
+        if self._scanner is not None:
+            self._scanner.reset()
         return split_text(text, self.limit) if text else []
 
     @property
     def pending(self) -> str:
         """Text received but not yet returned as a piece."""
         return "".join(self._buffer)
+
+    def _sentences(self) -> SentenceScanner:
+        if self._scanner is None:
+            self._scanner = SentenceScanner()
+        return self._scanner
 
     def _complete_sentences(self, cut: int) -> list[str]:
         """The pieces before ``cut`` (the end of the last complete sentence), and any
@@ -90,9 +98,9 @@ class TextStreamer:
             over = split_text(rest, self.limit)
             rest = over.pop() if over else ""
             pieces.extend(over)
-            self._scanner.reset(rest)
+            self._sentences().reset(rest)
         else:
-            self._scanner.consume(cut)
+            self._sentences().consume(cut)
         self._buffer[:] = [rest] if rest else []
         self._size = len(rest)
         return pieces
