@@ -127,6 +127,28 @@ def test_pair_buckets_are_forgotten_oldest_first_past_the_cap() -> None:
     assert pacer.try_acquire("N", "c") > 0
 
 
+def test_pairs_that_refilled_are_forgotten_as_later_sends_go_by() -> None:
+    # Memory follows the users written to lately, not every user since start.
+    clock = Clock()
+    control = RateControl(messages_per_second=1e6, pair_burst=2, pair_interval=6.0)
+    pacer = LocalPacer(control, max_pairs=1000, clock=clock)
+    for user in range(100):
+        assert pacer.try_acquire("N", f"u{user}") == 0
+    assert len(pacer._pairs) == 100  # each took a token: none is full again yet
+    clock.advance(5.9)
+    pacer.try_acquire("N", "fresh")
+    assert len(pacer._pairs) == 101  # not refilled yet: kept
+    clock.advance(0.2)  # the first 100 are full again
+    for user in range(60):
+        assert pacer.try_acquire("N", f"new{user}") == 0
+    # Each send dropped up to two full ones, the least recently used first.
+    assert len(pacer._pairs) == 101 + 60 - 100
+    # A pair that was forgotten starts full, as if never sent to: its burst holds.
+    assert pacer.try_acquire("N", "u0") == 0
+    assert pacer.try_acquire("N", "u0") == 0
+    assert pacer.try_acquire("N", "u0") > 0
+
+
 def test_threads_never_take_more_than_the_bucket_holds() -> None:
     pacer = LocalPacer(RateControl(messages_per_second=1, burst=100), clock=Clock())
     taken: list[int] = []

@@ -136,9 +136,10 @@ class _Bucket:
 class LocalPacer:
     """Token buckets and pauses in this process's memory (thread-safe).
 
-    Pair buckets are kept for users recently sent to, at most ``max_pairs``
-    of them: a pair left alone refills completely, so forgetting it loses
-    nothing once it is full, and the oldest pair is the one forgotten.
+    Pair buckets are kept for users recently sent to: a pair left alone
+    refills completely, so forgetting it loses nothing once it is full.
+    Full ones are dropped as later sends go by, the least recently used
+    first, and at most ``max_pairs`` are kept whatever their level.
     """
 
     def __init__(
@@ -183,11 +184,28 @@ class LocalPacer:
                 )
             own.tokens, own.stamp = own_level - 1, now
             pair.tokens, pair.stamp = pair_level - 1, now
-            self._pairs[pair_key] = pair
-            self._pairs.move_to_end(pair_key)
-            while len(self._pairs) > self.max_pairs:
-                self._pairs.popitem(last=False)
+            pairs = self._pairs
+            pairs[pair_key] = pair
+            pairs.move_to_end(pair_key)
+            while len(pairs) > self.max_pairs:
+                pairs.popitem(last=False)
+            self._forget_refilled(now)
             return 0.0
+
+    def _forget_refilled(self, now: float) -> None:
+        """Drop up to two of the least recently used pairs once they have refilled.
+
+        A full bucket is what a pair nobody wrote to starts with, so it need
+        not be kept: the pairs held are those sent to in the last few pair
+        intervals (6 s each by default), not the last ``max_pairs`` users.
+        """
+        pairs = self._pairs
+        rate, burst = self.control.pair_rate, float(self.control.pair_burst)
+        for _ in range(2):
+            key = next(iter(pairs))
+            if _refill(pairs[key], now, rate, burst) < burst:
+                return
+            del pairs[key]
 
     def pause_number(self, number: str, seconds: float) -> None:
         self._pause((number, ""), seconds)
