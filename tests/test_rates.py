@@ -149,6 +149,14 @@ def test_pairs_that_refilled_are_forgotten_as_later_sends_go_by() -> None:
     assert pacer.try_acquire("N", "u0") > 0
 
 
+def test_a_pacer_that_keeps_no_pairs_sends_without_error() -> None:
+    control = RateControl(messages_per_second=1e6, pair_burst=1)
+    pacer = LocalPacer(control, max_pairs=0, clock=Clock())
+    assert pacer.try_acquire("N", "a") == 0
+    assert pacer.try_acquire("N", "a") == 0  # nothing kept, so no pair is paced
+    assert len(pacer._pairs) == 0
+
+
 def test_threads_never_take_more_than_the_bucket_holds() -> None:
     pacer = LocalPacer(RateControl(messages_per_second=1, burst=100), clock=Clock())
     taken: list[int] = []

@@ -355,7 +355,7 @@ def _contact(raw: Any) -> tuple[dict[str, Any] | None, list[str]]:
         "wa_id": raw.get("wa_id"),
         "user_id": raw.get("user_id"),
         "profile": None if profile is None else {"name": profile.get("name")},
-    }, bad
+    }, []
 
 
 class _ChangeScope:

@@ -36,6 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -201,8 +202,7 @@ class LocalPacer:
         """
         pairs = self._pairs
         rate, burst = self.control.pair_rate, float(self.control.pair_burst)
-        for _ in range(2):
-            key = next(iter(pairs))
+        for key in list(islice(pairs, 2)):
             if _refill(pairs[key], now, rate, burst) < burst:
                 return
             del pairs[key]
