@@ -14,7 +14,7 @@ Instructions are not CPU time (a cache miss costs more than an add), but
 for Python code of the same kind they move together; the load rows stay
 the judge of issue 13's targets, these show which way a change went.
 
-``python -m bench --only instructions`` (about three minutes; needs
+``python -m bench --only instructions`` (about 75 s; needs
 ``valgrind``: ``apt-get install -y valgrind``) or ``python -m bench.instructions``.
 """
 

@@ -160,7 +160,7 @@ class _MessageFields(Base):
     timestamp = fields.Function(deserialize=unix_time, required=True)
     type = fields.String(required=True)
     # The text of a text message is loaded with the message: the hot path
-    # (``{"body": ...}``, see _strings).
+    # (``{"body": ...}``, see _text).
     text = fields.Function(deserialize=_text, load_default=None)
     # ``context`` (most messages have none) is loaded by CONTEXT in
     # _build_message when present: a declared field costs every message.
