@@ -25,7 +25,7 @@ from marshmallow import ValidationError, fields, missing
 __all__ = ["Checked", "string"]
 
 
-class Checked(fields.Field):
+class Checked(fields.Field[Any]):
     """A field loaded by ``check(value)``, which returns the loaded value or raises
     :class:`~marshmallow.ValidationError`.
 
