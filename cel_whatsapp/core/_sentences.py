@@ -239,5 +239,9 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
+    if len(text) <= limit:
+        # What _pack gives a text that fits (most answers), without its calls.
+        text = text.strip()
+        return [text] if text else []
     pieces = (chunk.strip() for chunk in _pack(text, limit, 0))
     return [piece for piece in pieces if piece]

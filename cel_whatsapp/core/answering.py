@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 from ..model import Message
@@ -65,6 +65,21 @@ _current: ContextVar[Answering | None] = ContextVar("cel_whatsapp_message", defa
 def current() -> Answering | None:
     """The message being answered in this thread or task, if any."""
     return _current.get()
+
+
+def begin(
+    message_id: str, phone_number_id: str | None, received_at: float | None = None
+) -> Token[Answering | None]:
+    """Make a message the one being answered until :func:`end` is given the token returned.
+
+    :func:`about` as two calls, for the path every message takes.
+    """
+    return _current.set(Answering(safe_key(message_id), phone_number_id or None, received_at))
+
+
+def end(token: Token[Answering | None]) -> None:
+    """Restore what was being answered before the :func:`begin` that returned ``token``."""
+    _current.reset(token)
 
 
 @contextmanager

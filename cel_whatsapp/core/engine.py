@@ -192,6 +192,9 @@ class WhatsappCore:
     @property
     def webhook(self) -> WebhookHandler:
         """The webhook protocol (GET verification, POST delivery) for this configuration."""
+        webhook = self._webhook
+        if webhook is not None:  # read on every webhook: no lock once built
+            return webhook
         with self._lock:
             if self._webhook is None:
                 settings = self.settings.require(config.TOKEN_KEY)
@@ -258,10 +261,11 @@ class WhatsappCore:
 
     def _answer(self, message: Message, received_at: float) -> list[str]:
         token = _answering.set(self)
+        about = answering.begin(message.id, message.lead.phone_number_id, received_at)
         try:
-            with answering.about(message.id, message.lead.phone_number_id, received_at):
-                return self.responder.handle(message)
+            return self.responder.handle(message)
         finally:
+            answering.end(about)
             _answering.reset(token)
 
     # -- sending outside a webhook ---------------------------------------------------------

@@ -84,7 +84,7 @@ def explain(error: GraphAPIError) -> GraphAPIError:
 def sent_message_id(answer: Mapping[str, Any]) -> str | None:
     """The wamid from a send answer (``{"messages": [{"id": ...}]}``)."""
     messages = answer.get("messages")
-    if isinstance(messages, list) and messages and isinstance(messages[0], Mapping):
+    if isinstance(messages, list) and messages and isinstance(messages[0], (dict, Mapping)):
         value = messages[0].get("id")
         return str(value) if value is not None else None
     return None

@@ -125,7 +125,7 @@ def parse_webhook(
     updates are counted before any of them is parsed. ``max_items=None``
     counts nothing: for a body known to be small enough.
     """
-    if not isinstance(data, Mapping):
+    if not isinstance(data, _MAPPINGS):
         raise PayloadError("the body must be a JSON object with an 'entry' list")
     numbers = frozenset((phone_number_id,)) if isinstance(phone_number_id, str) else phone_number_id
     batch = _Batch(numbers, max_items)
@@ -246,7 +246,15 @@ def _parse_change(
         return
 
     where = f"{where}.value"
-    arrays = {key: _array(value, key, where, batch) for key in VALUE_ARRAYS}
+    arrays: dict[str, list[Any]] = {}
+    for key in VALUE_ARRAYS:  # written out: every change takes this path
+        items = value.get(key)
+        if items is None:
+            items = []
+        elif not isinstance(items, list):
+            batch.skip(f"value.{key} (not a list)", where)
+            items = []
+        arrays[key] = items
     for index, raw_error in enumerate(arrays["errors"]):
         error = batch.load_or_skip(schemas.ERROR, raw_error, "error", f"{where}.errors[{index}]")
         if error is not None:
@@ -303,23 +311,15 @@ def _bad_strings(
     item: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...]
 ) -> list[str]:
     """The names among ``required`` that are not strings, and among ``optional`` not null either."""
-    bad = [name for name in required if not isinstance(item.get(name), str)]
+    bad = []
+    for name in required:  # a loop, not a comprehension: no call of its own (Python 3.11)
+        if not isinstance(item.get(name), str):
+            bad.append(name)
     for name in optional:
         value = item.get(name)
         if value is not None and not isinstance(value, str):
             bad.append(name)
     return bad
-
-
-def _array(value: Mapping[str, Any], key: str, where: str, batch: _Batch) -> list[Any]:
-    """``value[key]`` as a list: absent or ``null`` is empty; anything else is skipped."""
-    items = value.get(key)
-    if items is None:
-        return []
-    if isinstance(items, list):
-        return items
-    batch.skip(f"value.{key} (not a list)", where)
-    return []
 
 
 def _load_contacts(raw_contacts: list[Any], where: str, batch: _Batch) -> list[dict[str, Any]]:

@@ -107,7 +107,7 @@ def _text(value: Any) -> dict[str, str]:
     the path of nearly every message (``python -m bench --only
     parse``). Errors name the field as the nested schema's would.
     """
-    if not isinstance(value, Mapping):
+    if not isinstance(value, (dict, Mapping)):
         raise ValidationError({"_schema": ["Invalid input type."]})
     body = value.get("body")
     if not isinstance(body, str):
@@ -255,7 +255,7 @@ def _build_message(
     if context is not None and context["referred_product"] is not None:
         extra["referred_product"] = MappingProxyType(context["referred_product"])
     referral = raw.get("referral")
-    if isinstance(referral, Mapping):
+    if referral is not None and isinstance(referral, (dict, Mapping)):
         extra["referral"] = MappingProxyType(dict(referral))
     raw_errors = raw.get("errors")
     if raw_errors:

@@ -51,12 +51,16 @@ def _trace_api() -> Any:
 
 def _context_api() -> Any:
     """``opentelemetry.context`` (imported with ``opentelemetry.trace``), else ``None``."""
-    return sys.modules.get("opentelemetry.context") if _trace_api() is not None else None
+    modules = sys.modules
+    if modules.get("opentelemetry.trace") is None:
+        return None
+    return modules.get("opentelemetry.context")
 
 
 def enabled() -> bool:
     """Whether spans are made: the application has imported ``opentelemetry.trace``."""
-    return _trace_api() is not None
+    # Asked on every message and send: sys.modules directly, not _trace_api().
+    return sys.modules.get("opentelemetry.trace") is not None
 
 
 def _get_tracer() -> Any:
@@ -80,7 +84,7 @@ def span(name: str, attributes: Mapping[str, str | int] | None = None) -> Any:
     nothing. An exception leaving it is recorded on the span, which is marked
     failed.
     """
-    if _trace_api() is None:
+    if sys.modules.get("opentelemetry.trace") is None:
         return _NO_SPAN
     return _get_tracer().start_as_current_span(name, attributes=attributes)
 
