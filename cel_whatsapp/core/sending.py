@@ -10,8 +10,11 @@ What ``Session.request`` would redo on every call is done once instead:
 - the ``PreparedRequest`` of a JSON call, which
   ``Session.prepare_request`` builds by merging the session's headers,
   cookies, auth, params and hooks and parsing the URL, is made once per
-  (method, URL); each call sends a ``.copy()`` of it with its own body
-  (``prepare_body``). The session's headers, hooks and connection settings
+  (method, URL), with ``Content-Type: application/json``; each call sends a
+  ``.copy()`` of it with its own body: the JSON text and its
+  ``Content-Length``, set as ``prepare_body`` sets them for ``json=`` (its
+  length and stream checks are for bodies of any kind; this one is bytes).
+  The session's headers, hooks and connection settings
   are compared on every call and a change prepares anew; while the session
   holds cookies, auth or params, which may change with every call, each call
   is prepared whole, as ``Session.request`` prepares it.
@@ -33,12 +36,14 @@ what a 3xx means (see :func:`~cel_whatsapp.core.graph.redirect_error`).
 
 from __future__ import annotations
 
+import json as jsonlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
 __all__ = ["SessionSender"]
 
@@ -93,7 +98,15 @@ class SessionSender:
             if route is None or route.state != state:
                 route = self._new_route(method, url, state)
             prepared = route.prepared.copy()
-            prepared.prepare_body(None, None, json)
+            # What prepare_body does with json=, for a JSON object: serialized
+            # without NaN or Infinity, UTF-8, its length given (Content-Type is
+            # in the route's headers).
+            try:
+                text = jsonlib.dumps(json, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise requests.exceptions.InvalidJSONError(exc, request=prepared) from exc
+            prepared.body = body_bytes = text.encode("utf-8")
+            prepared.headers["Content-Length"] = str(len(body_bytes))
             settings = route.settings
         else:
             prepared = session.prepare_request(
@@ -114,8 +127,15 @@ class SessionSender:
     def _state(self) -> tuple[Any, ...]:
         """The session's settings a prepared request and its send settings come from."""
         session = self.session
+        headers = session.headers
         return (
-            tuple(session.headers.items()),
+            # Names compared without case, as they are sent: lower_items() is
+            # one generator, items() on a CaseInsensitiveDict two calls a header.
+            tuple(
+                headers.lower_items()
+                if isinstance(headers, CaseInsensitiveDict)
+                else headers.items()
+            ),
             tuple(session.hooks.get("response") or ()),
             session.trust_env,
             tuple(session.proxies.items()),
@@ -125,6 +145,8 @@ class SessionSender:
 
     def _new_route(self, method: str, url: str, state: tuple[Any, ...]) -> _Route:
         prepared = self.session.prepare_request(requests.Request(method, url, headers=self.headers))
+        if "Content-Type" not in prepared.headers:  # as prepare_body sets it for json=
+            prepared.headers["Content-Type"] = "application/json"
         route = _Route(state, prepared, self._settings_for(url, state))
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
