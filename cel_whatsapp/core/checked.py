@@ -22,7 +22,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, missing
 
-__all__ = ["Checked", "string"]
+__all__ = ["Checked", "PlainString", "string"]
 
 
 class Checked(fields.Field[Any]):
@@ -65,3 +65,21 @@ def string(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError("Not a valid string.")
     return value
+
+
+class PlainString(Checked):
+    """``Checked(string)``, a present string taken in the one call (ids, types, numbers)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(string, **kwargs)
+
+    def deserialize(
+        self,
+        value: Any,
+        attr: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if type(value) is str:
+            return value
+        return super().deserialize(value, attr, data, **kwargs)

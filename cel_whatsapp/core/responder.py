@@ -17,6 +17,7 @@ from ..errors import GraphAPIError
 from ..model import Lead, Message
 from ..replies import Reply
 from . import tracing
+from ._sentences import split_text
 from .dedup import safe_key
 from .graph import GraphClient
 from .metrics import Metrics, message_type_label
@@ -194,6 +195,11 @@ class Responder:
         with tracing.span(tracing.ASSISTANT_SPAN, attributes) as span:
             try:
                 result = assistant(message) if clock is None else clock.call(assistant, message)
+                if type(result) is str and streamer.mode is not StreamMode.SENTENCE:
+                    # A whole text, FULL or DIRECT: what push and flush would give.
+                    pieces = split_text(result, streamer.limit)
+                    self._send_texts(outbox, message.lead, pieces, answer)
+                    return answer.wamids
                 items = iterate_result(result)
                 for item in items if clock is None else clock.pieces(items):
                     if isinstance(item, str):

@@ -122,7 +122,8 @@ class UpdateRouter:
         to_assistant: list[Message] = []
         others: Counter[str] | None = None  # made for the first message not answered
         for message in parsed.messages:
-            self._call(self.on_update, message, "on_update")
+            if self.on_update is not None:  # the calls only when set: every message comes here
+                self._call(self.on_update, message, "on_update")
             echo = message.metadata.get("echo")
             if message.type == "reaction" and not echo:
                 self._call(self.on_reaction, message, "on_reaction")
@@ -141,8 +142,10 @@ class UpdateRouter:
                 _describe_counts(others),
             )
         for status in parsed.statuses:
-            self._call(self.on_update, status, "on_update")
-            self._call(self.on_status, status, "on_status")
+            if self.on_update is not None:
+                self._call(self.on_update, status, "on_update")
+            if self.on_status is not None:
+                self._call(self.on_status, status, "on_status")
         if not to_assistant:
             return []
         return list(deliver(to_assistant) or ())

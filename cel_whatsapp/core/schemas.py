@@ -40,7 +40,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load
 
 from ..model import Lead, Message, StatusEvent, WebhookError
 from ._skips import field_names
-from .checked import Checked, string
+from .checked import Checked, PlainString
 from .content import Content, parse_content
 
 __all__ = [
@@ -159,9 +159,9 @@ class _MessageFields(Base):
 
     # Checked fields: one call each (see cel_whatsapp.core.checked); these
     # load on every message.
-    id = Checked(string, required=True)
+    id = PlainString(required=True)
     timestamp = Checked(unix_time, required=True)
-    type = Checked(string, required=True)
+    type = PlainString(required=True)
     # The text of a text message is loaded with the message: the hot path
     # (``{"body": ...}``, see _text).
     text = Checked(_text, load_default=None)
@@ -172,8 +172,8 @@ class _MessageFields(Base):
 class MessageSchema(_MessageFields):
     """``value.messages[]``: one inbound message, loaded to a :class:`Message`."""
 
-    from_ = Checked(string, data_key="from", load_default=None)
-    from_user_id = Checked(string, load_default=None)
+    from_ = PlainString(data_key="from", load_default=None)
+    from_user_id = PlainString(load_default=None)
 
     @post_load(pass_original=True)
     def make_message(
@@ -190,8 +190,8 @@ class MessageSchema(_MessageFields):
 class EchoSchema(_MessageFields):
     """``value.message_echoes[]``: a message the business itself sent, to ``to``."""
 
-    to = Checked(string, load_default=None)
-    to_user_id = Checked(string, load_default=None)
+    to = PlainString(load_default=None)
+    to_user_id = PlainString(load_default=None)
 
     @post_load(pass_original=True)
     def make_echo(
@@ -290,11 +290,11 @@ def _build_message(
 class StatusSchema(Base):
     """``value.statuses[]``: what happened to a message we sent."""
 
-    id = Checked(string, required=True)
-    status = Checked(string, required=True)
+    id = PlainString(required=True)
+    status = PlainString(required=True)
     timestamp = Checked(unix_time, required=True)
-    recipient_id = Checked(string, load_default=None)
-    recipient_user_id = Checked(string, load_default=None)
+    recipient_id = PlainString(load_default=None)
+    recipient_user_id = PlainString(load_default=None)
     errors = fields.List(fields.Nested(ErrorSchema), load_default=list)
     pricing = fields.Dict(load_default=None)
     conversation = fields.Dict(load_default=None)
