@@ -256,3 +256,40 @@ def test_no_module_uses_private_names_of_requests_or_urllib3() -> None:
     assert PRIVATE.search("from requests.cookies import _copy_cookie_jar")
     assert PRIVATE.search("urllib3._collections.HTTPHeaderDict")
     assert INTERNALS.search("pool = adapter.get_connection_with_tls_context(prepared, True)")
+
+
+# -- a JSON call's body, set on the copied prepared request -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "body", ['é 🙂 \u2028 "q" \\ </script>', "x" * 4096, "line\n\ttab \x00 end"]
+)
+@pytest.mark.parametrize("preview", [None, True, False])
+def test_a_json_call_sends_what_prepare_body_would(
+    graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch, body: str, preview: bool | None
+) -> None:
+    text: dict[str, Any] = {"body": body}
+    if preview is not None:
+        text["preview_url"] = preview
+    payload = {"messaging_product": "whatsapp", "to": "1", "type": "text", "text": text}
+    recorder = SendRecorder(monkeypatch)
+    client = GraphClient(TOKEN, graph.base_url, timeout=5)
+    for _ in range(2):  # the route is prepared by the first call, copied for the second
+        client.request("POST", "123/messages", json=payload)
+    expected = requests.Request("POST", f"{graph.base_url}/123/messages", json=payload).prepare()
+    for sent, _ in recorder.calls:
+        assert sent.body == expected.body
+        assert sent.headers["Content-Length"] == expected.headers["Content-Length"]
+        assert sent.headers["Content-Type"] == "application/json"
+    assert len(recorder.calls) == 2
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), object()])
+def test_a_body_json_cannot_carry_is_refused_before_sending(
+    graph: FakeGraphAPI, bad: object
+) -> None:
+    client = GraphClient(TOKEN, graph.base_url, timeout=5)
+    with pytest.raises(GraphAPIError) as info:
+        client.request("POST", "123/messages", json={"value": bad})
+    assert isinstance(info.value.__cause__, requests.exceptions.InvalidJSONError)
+    assert graph.requests == []
