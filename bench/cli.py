@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             print("\nCelery dispatch: Graph API answering after 150 ms, 1,000 senders\n")
             print(celery_rows.celery_table(rows), flush=True)
 
-        if "instructions" in parts:  # only when asked: it needs valgrind, about 75 s
+        if "instructions" in parts:  # only when asked: it needs valgrind, about 2 minutes
             if instructions.available():
                 print("\n8. Instructions per answered webhook (valgrind), in-process\n")
                 print(instructions.instructions_table(instructions.measure()), flush=True)

@@ -1,20 +1,29 @@
-"""Scenario 8: instructions per answered webhook, counted by valgrind (issue 13).
+"""Scenario 8: instructions and modelled cycles per answered webhook, by valgrind (issue 13).
 
 The CPU rows under load move by 10-30 % from run to run on a shared
-2-core machine, which hides a change of a few percent. Instructions do not
-move: each row's app answers signed text webhooks called straight through
-WSGI (no server, no load generator) in a Python run under
+2-core machine, which hides a change of a few percent. These do not move:
+each row's app answers signed text webhooks called straight through WSGI
+(no server, no load generator) in a Python run under
 ``valgrind --tool=cachegrind``, twice (100 and 400 webhooks), and the
 difference divided by 300 is what one webhook costs, start-up and imports
 left out. A run that builds the same bodies and answers none is subtracted,
 so the figure is the app's alone. The fake Graph API runs natively in its
 own process (valgrind does not follow children), so its work is not counted.
 
-Instructions are not CPU time (a cache miss costs more than an add), but
-for Python code of the same kind they move together; the load rows stay
-the judge of issue 13's targets, these show which way a change went.
+Instructions alone undercount what Python code of many small calls costs:
+an interpreter spread over Flask, requests, urllib3, http.client and
+marshmallow misses its instruction cache and mispredicts its branches far
+more often than a tight loop, so two rows of equal instructions can differ
+in time. cachegrind also simulates the caches and the branch predictor;
+the modelled cycles weigh each first-level miss 12 cycles, each last-level
+miss 150 and each mispredicted branch 20 (the order of a current x86 core's
+penalties) over one cycle per instruction. On this machine the modelled
+ratio of the echo rows came within a few hundredths of their ratio of CPU
+time measured in-process (0.82 vs 0.86, public floor 0.65 vs 0.65, on
+7 December), where the instruction ratio was 0.78 and 0.62. The load rows
+stay the judge of issue 13's targets; these show which way a change went.
 
-``python -m bench --only instructions`` (about 75 s; needs
+``python -m bench --only instructions`` (about 2 minutes; needs
 ``valgrind``: ``apt-get install -y valgrind``) or ``python -m bench.instructions``.
 """
 
@@ -49,12 +58,31 @@ WARMUP = 30
 SMALL, LARGE = 100, 400
 
 
+#: Modelled cycles: one per instruction, plus these per simulated event.
+PENALTIES = {"I1": 12, "D1": 12, "LL": 150, "MP": 20}
+#: The events cachegrind reports, by the label of its summary lines.
+_EVENTS = {
+    "I": "I   refs",
+    "I1": "I1  misses",
+    "D1": "D1  misses",
+    "LL": "LL misses",
+    "MP": "Mispredicts",
+}
+
+
 @dataclass
 class InstructionRow:
     name: str
     per_webhook: float | None  # instructions, "none" subtracted
     x_floor: float | None = None
     x_pywa: float | None = None
+    cycles: float | None = None  # modelled, "none" subtracted
+    cycles_x_pywa: float | None = None
+
+
+def modelled_cycles(events: dict[str, float]) -> float:
+    """One cycle per instruction plus :data:`PENALTIES` per cache miss and mispredict."""
+    return events["I"] + sum(weight * events[name] for name, weight in PENALTIES.items())
 
 
 def available() -> bool:
@@ -64,30 +92,51 @@ def available() -> bool:
 def measure() -> list[InstructionRow]:
     """Count every row; rows whose app cannot be built (pywa missing) are left out."""
     kinds = [kind for kind, _ in ROWS if kind != "pywa" or _has_pywa()]
-    counts: dict[str, float] = {}
+    counts: dict[str, dict[str, float]] = {}
     # Two children at a time: the two counts of one row run side by side.
     with ThreadPoolExecutor(max_workers=2) as pool:
         for kind in kinds:
             small, large = pool.map(lambda n, k=kind: _count(k, n), (SMALL, LARGE))
-            counts[kind] = (large - small) / (LARGE - SMALL)
+            counts[kind] = {
+                event: (large[event] - small[event]) / (LARGE - SMALL) for event in _EVENTS
+            }
     base = counts.pop("none")
-    rows = [InstructionRow(name, counts[kind] - base) for kind, name in ROWS if kind in counts]
-    floor = counts["floor"] - base
-    pywa = counts["pywa"] - base if "pywa" in counts else None
-    for row in rows:
-        assert row.per_webhook is not None
-        row.x_floor = row.per_webhook / floor
-        row.x_pywa = row.per_webhook / pywa if pywa else None
+    own = {
+        kind: {e: value - base[e] for e, value in events.items()} for kind, events in counts.items()
+    }
+    floor = own["floor"]["I"]
+    pywa = own.get("pywa")
+    rows = []
+    for kind, name in ROWS:
+        if kind not in own:
+            continue
+        events = own[kind]
+        cycles = modelled_cycles(events)
+        rows.append(
+            InstructionRow(
+                name,
+                events["I"],
+                x_floor=events["I"] / floor,
+                x_pywa=events["I"] / pywa["I"] if pywa else None,
+                cycles=cycles,
+                cycles_x_pywa=cycles / modelled_cycles(pywa) if pywa else None,
+            )
+        )
     return rows
 
 
 def instructions_table(rows: Iterable[InstructionRow]) -> str:
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     body = [
         [
             row.name,
-            f"{row.per_webhook / 1000:,.0f}" if row.per_webhook is not None else "-",
-            f"{row.x_floor:.2f}" if row.x_floor is not None else "-",
-            f"{row.x_pywa:.2f}" if row.x_pywa is not None else "-",
+            fmt(row.per_webhook and row.per_webhook / 1000, ",.0f"),
+            fmt(row.x_floor, ".2f"),
+            fmt(row.x_pywa, ".2f"),
+            fmt(row.cycles and row.cycles / 1000, ",.0f"),
+            fmt(row.cycles_x_pywa, ".3f"),
         ]
         for row in rows
     ]
@@ -97,9 +146,11 @@ def instructions_table(rows: Iterable[InstructionRow]) -> str:
             "k instructions/webhook",
             "x floor",
             "x pywa",
+            "k modelled cycles",
+            "x pywa",
         ],
         body,
-        {1, 2, 3},
+        {1, 2, 3, 4, 5},
     )
 
 
@@ -109,12 +160,13 @@ def _has_pywa() -> bool:
     return pywa_version() is not None
 
 
-def _count(kind: str, webhooks: int) -> int:
-    """Instructions of a child answering ``webhooks`` webhooks (after the warm-up)."""
+def _count(kind: str, webhooks: int) -> dict[str, int]:
+    """Instructions, cache misses and mispredicts of a child answering ``webhooks`` webhooks."""
     command = [
         "valgrind",
         "--tool=cachegrind",
-        "--cache-sim=no",
+        "--cache-sim=yes",
+        "--branch-sim=yes",
         "--cachegrind-out-file=/dev/null",
         sys.executable,
         "-m",
@@ -126,10 +178,15 @@ def _count(kind: str, webhooks: int) -> int:
     # The same hash seed for both counts of a row: dict and set layouts match.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or found is None:
+    events = {}
+    for event, label in _EVENTS.items():
+        found = re.search(label + r":\s+([\d,]+)", done.stderr)
+        if found is None:
+            break
+        events[event] = int(found.group(1).replace(",", ""))
+    if done.returncode != 0 or len(events) != len(_EVENTS):
         raise RuntimeError(f"counting {kind!r} failed:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return events
 
 
 def _child(kind: str, webhooks: int) -> None:
