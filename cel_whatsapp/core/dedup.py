@@ -143,7 +143,8 @@ class InMemoryStore:
     def claim(self, key: str) -> bool:
         """Atomically remember ``key``; ``True`` if it was not remembered yet."""
         now = self._clock()
-        partition = self._partition(key)
+        # _partition() written out: every message and status is claimed here.
+        partition = self._statuses if key.startswith(STATUS_PREFIX) else self._messages
         with self._lock:
             return partition.claim(key, now, now + self.ttl)
 
@@ -172,8 +173,9 @@ class _Partition:
             expiries.popitem(last=False)
 
     def claim(self, key: str, now: float, expires: float) -> bool:
-        self.purge(now)
         expiries = self.expiries
+        while expiries and next(iter(expiries.values())) <= now:  # purge(now), written out
+            expiries.popitem(last=False)
         # The key's own expiry, not only membership: a clock that stepped back
         # can leave an expired key behind a live one at the front.
         known = expiries.get(key)

@@ -193,7 +193,7 @@ class WebhookHandler:
         try:
             messages = self._claim(parsed.messages)
             try:
-                statuses = self._claim_statuses(parsed.statuses)
+                statuses = self._claim_statuses(parsed.statuses) if parsed.statuses else []
             except StoreError:
                 self._release(messages)
                 raise
@@ -201,12 +201,21 @@ class WebhookHandler:
             logger.error("webhook answered 503: %s", exc)
             return HttpResult.error(503, "temporarily unable to accept updates")
         if self._on_updates is not None:
-            fresh = ParsedWebhook(
-                messages=messages,
-                statuses=statuses,
-                errors=parsed.errors,
-                ignored=parsed.ignored,
-                skipped=parsed.skipped,
+            # The parsed webhook itself when nothing was a duplicate (the claims
+            # keep order, so equal lengths mean equal lists).
+            unchanged = len(messages) == len(parsed.messages) and len(statuses) == len(
+                parsed.statuses
+            )
+            fresh = (
+                parsed
+                if unchanged
+                else ParsedWebhook(
+                    messages=messages,
+                    statuses=statuses,
+                    errors=parsed.errors,
+                    ignored=parsed.ignored,
+                    skipped=parsed.skipped,
+                )
             )
             refused = list(self._on_updates(fresh) or ())
         elif messages and self._on_messages is not None:

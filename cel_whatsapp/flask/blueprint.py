@@ -54,6 +54,8 @@ def build_blueprint(
         # Keyed by the name the blueprint was registered under (``name=`` and
         # nesting change it), which is what request.blueprint says.
         cores: dict[str, WhatsappCore] = current_app.extensions[EXTENSION_KEY]
+        if len(cores) == 1:  # one connector on this app (nearly always): no need to ask
+            return next(iter(cores.values()))
         return cores[str(request.blueprint)]
 
     def verify() -> Response:
