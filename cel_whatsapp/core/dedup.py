@@ -19,7 +19,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -95,13 +95,15 @@ class InMemoryStore:
     webhook landing on different workers are not caught: use
     :class:`RedisStore` there.
 
-    Each kind is an ``OrderedDict`` of key -> expiry time, oldest first, so
-    memory grows only with the claims made: about 240 bytes per message id
-    and 255 per status (the key string, its expiry and its slot, measured
-    with tracemalloc for wamids of 58 characters). Both kinds full at the
-    default 100,000 each take about 47 MiB (52 MiB of RSS); a process that
-    answers that many messages within the TTL is busy enough to want
-    several workers and :class:`RedisStore`, or else lower bounds.
+    Each kind is a dict of key digest -> expiry time and a deque of the
+    digests in claim order, oldest first, so memory grows only with the
+    claims made. A key is kept as its 16-byte BLAKE2b digest rather than as
+    the key itself (about 80 characters for a wamid): about 134 bytes per
+    claim in all (measured with tracemalloc), where keeping the keys in an
+    ``OrderedDict`` took 240. Both kinds full at the default 100,000 each
+    take about 26 MiB (30 MiB of RSS); a process that answers that many messages within the
+    TTL is busy enough to want several workers and :class:`RedisStore`, or
+    else lower bounds.
     """
 
     def __init__(
@@ -145,46 +147,64 @@ class InMemoryStore:
         now = self._clock()
         # _partition() written out: every message and status is claimed here.
         partition = self._statuses if key.startswith(STATUS_PREFIX) else self._messages
+        digest = _digest(key)
         with self._lock:
-            return partition.claim(key, now, now + self.ttl)
+            return partition.claim(digest, now, now + self.ttl)
 
     def release(self, key: str) -> None:
         """Forget ``key`` (nothing happens if it is unknown)."""
         partition = self._partition(key)
+        digest = _digest(key)
         with self._lock:
-            partition.expiries.pop(key, None)
+            # Its place in the claim order is left for purge() to drop.
+            partition.expiries.pop(digest, None)
+
+
+def _digest(key: str) -> bytes:
+    """What :class:`InMemoryStore` keeps of a key: 16 bytes, whatever the key's length."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class _Partition:
-    """The claims of one kind of key, with their own bound. Not locked: the store locks."""
+    """The claims of one kind of key, with their own bound. Not locked: the store locks.
+
+    ``expiries`` maps each live digest to its expiry; ``order`` lists digests
+    in claim order, which with one TTL for all is expiry order, so expired
+    claims are always at its front. A digest released, or claimed again
+    after its expiry, may stay in ``order`` where it was: an entry whose
+    digest is gone from ``expiries`` is dropped when it reaches the front.
+    """
 
     def __init__(self, max_entries: int, kind: str, setting: str) -> None:
         self.max_entries = max_entries
         self.kind = kind
         self.setting = setting
-        # key -> expiry time, in claim order: with one TTL for all, that is
-        # expiry order, so expired keys are always at the front.
-        self.expiries: OrderedDict[str, float] = OrderedDict()
+        self.expiries: dict[bytes, float] = {}
+        self.order: deque[bytes] = deque()
         self.warned_full = False
 
     def purge(self, now: float) -> None:
-        expiries = self.expiries
-        while expiries and next(iter(expiries.values())) <= now:
-            expiries.popitem(last=False)
+        expiries, order = self.expiries, self.order
+        while order:
+            expiry = expiries.get(order[0])
+            if expiry is not None and expiry > now:
+                return
+            digest = order.popleft()
+            if expiry is not None:
+                del expiries[digest]
 
-    def claim(self, key: str, now: float, expires: float) -> bool:
+    def claim(self, digest: bytes, now: float, expires: float) -> bool:
+        self.purge(now)
         expiries = self.expiries
-        while expiries and next(iter(expiries.values())) <= now:  # purge(now), written out
-            expiries.popitem(last=False)
         # The key's own expiry, not only membership: a clock that stepped back
         # can leave an expired key behind a live one at the front.
-        known = expiries.get(key)
+        known = expiries.get(digest)
         if known is not None:
             if known > now:
                 return False
-            del expiries[key]
+            del expiries[digest]
         if len(expiries) >= self.max_entries:
-            expiries.popitem(last=False)
+            self._forget_oldest()
             if not self.warned_full:
                 self.warned_full = True
                 logger.warning(
@@ -194,8 +214,20 @@ class _Partition:
                     self.kind,
                     self.setting,
                 )
-        expiries[key] = expires
+        expiries[digest] = expires
+        order = self.order
+        order.append(digest)
+        if len(order) > 2 * self.max_entries + 64:
+            # Many releases or claims again after expiry left stale places:
+            # rebuild the order from the live claims (a dict keeps insertion order).
+            self.order = deque(expiries)
         return True
+
+    def _forget_oldest(self) -> None:
+        expiries, order = self.expiries, self.order
+        while order:
+            if expiries.pop(order.popleft(), None) is not None:
+                return
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
