@@ -97,9 +97,42 @@ def test_in_memory_store_stays_bounded_however_many_claims_are_released() -> Non
     assert len(store) <= 100
     # The claim order keeps the places of released claims until they reach its
     # front; it is rebuilt from the live claims before it passes twice the bound.
-    assert len(store._messages.order) <= 2 * 100 + 64
+    assert len(store._messages.order) == len(store._messages.times) <= 2 * 100 + 64
     assert store.claim("key-4999")  # released: taken again
     assert not store.claim("key-4998")
+
+
+def test_a_claim_taken_again_after_a_release_is_not_evicted_in_its_old_place() -> None:
+    # A 503 gives the claim back and Meta's redelivery takes it again: the old
+    # place of A is older than X's, but A is now the newest claim.
+    store = InMemoryStore(ttl=100, max_entries=3)
+    assert store.claim("B")
+    assert store.claim("A")
+    store.release("A")
+    assert store.claim("X")
+    assert store.claim("A")
+    assert store.claim("D")  # full: B, the oldest, is forgotten
+    assert store.claim("E")  # full: X is forgotten, not A
+    assert not store.claim("A")
+    assert not store.claim("D") and not store.claim("E")
+
+
+def test_a_claim_taken_again_does_not_stop_the_purge_of_older_ones() -> None:
+    clock = FakeClock()
+    start = clock.now
+    store = InMemoryStore(ttl=10, clock=clock)
+    assert store.claim("B")
+    clock.now = start + 0.5
+    assert store.claim("K")
+    store.release("K")
+    for index in range(5):
+        clock.now = start + 1 + index
+        assert store.claim(f"x{index}")
+    clock.now = start + 9
+    assert store.claim("K")
+    clock.now = start + 17  # all expired but the second K (until start + 19)
+    assert len(store) == 1
+    assert not store.claim("K")
 
 
 def test_claims_released_and_taken_again_keep_the_order_bounded() -> None:
@@ -111,13 +144,13 @@ def test_claims_released_and_taken_again_keep_the_order_bounded() -> None:
         store.release("again")
         assert store.claim("again")
     assert len(store) == 2
-    assert len(store._messages.order) <= 2 * 10 + 64
+    assert len(store._messages.order) == len(store._messages.times) <= 2 * 10 + 64
     assert not store.claim("live") and not store.claim("again")
 
 
 def test_a_claim_costs_under_150_bytes() -> None:
     # The figure docs/reliability.rst and InMemoryStore's docstring give: a wamid key of
-    # 78 characters kept as its 16-byte digest, its expiry and its places (about 134
+    # 78 characters kept as its 16-byte digest, its expiry and its places (about 142
     # bytes; 240 while the keys themselves were kept).
     wamid = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZC{:012X}MTE4RTUA"
     store = InMemoryStore()

@@ -284,7 +284,7 @@ def test_a_json_call_sends_what_prepare_body_would(
     assert len(recorder.calls) == 2
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), object()])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_a_body_json_cannot_carry_is_refused_before_sending(
     graph: FakeGraphAPI, bad: object
 ) -> None:
@@ -292,4 +292,15 @@ def test_a_body_json_cannot_carry_is_refused_before_sending(
     with pytest.raises(GraphAPIError) as info:
         client.request("POST", "123/messages", json={"value": bad})
     assert isinstance(info.value.__cause__, requests.exceptions.InvalidJSONError)
+    assert graph.requests == []
+
+
+def test_a_body_json_cannot_encode_raises_as_from_requests(graph: FakeGraphAPI) -> None:
+    # A TypeError, from the prepared route as from Session.prepare_request.
+    client = GraphClient(TOKEN, graph.base_url, timeout=5)
+    with pytest.raises(TypeError):
+        client.request("POST", "123/messages", json={"value": object()})
+    client.session.params = {"debug": "all"}  # every call prepared whole
+    with pytest.raises(TypeError):
+        client.request("POST", "123/messages", json={"value": object()})
     assert graph.requests == []

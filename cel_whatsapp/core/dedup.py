@@ -95,15 +95,15 @@ class InMemoryStore:
     webhook landing on different workers are not caught: use
     :class:`RedisStore` there.
 
-    Each kind is a dict of key digest -> expiry time and a deque of the
-    digests in claim order, oldest first, so memory grows only with the
-    claims made. A key is kept as its 16-byte BLAKE2b digest rather than as
-    the key itself (about 80 characters for a wamid): about 134 bytes per
-    claim in all (measured with tracemalloc), where keeping the keys in an
-    ``OrderedDict`` took 240. Both kinds full at the default 100,000 each
-    take about 26 MiB (30 MiB of RSS); a process that answers that many messages within the
-    TTL is busy enough to want several workers and :class:`RedisStore`, or
-    else lower bounds.
+    Each kind is a dict of key digest -> expiry time, and deques of the
+    digests and their expiries in claim order, oldest first, so memory
+    grows only with the claims made. A key is kept as its 16-byte BLAKE2b
+    digest rather than as the key itself (about 80 characters for a wamid):
+    about 142 bytes per claim in all (measured with tracemalloc), where
+    keeping the keys in an ``OrderedDict`` took 240. Both kinds full at the
+    default 100,000 each take about 27 MiB (31 MiB of RSS); a process that
+    answers that many messages within the TTL is busy enough to want
+    several workers and :class:`RedisStore`, or else lower bounds.
     """
 
     def __init__(
@@ -168,11 +168,14 @@ def _digest(key: str) -> bytes:
 class _Partition:
     """The claims of one kind of key, with their own bound. Not locked: the store locks.
 
-    ``expiries`` maps each live digest to its expiry; ``order`` lists digests
-    in claim order, which with one TTL for all is expiry order, so expired
-    claims are always at its front. A digest released, or claimed again
-    after its expiry, may stay in ``order`` where it was: an entry whose
-    digest is gone from ``expiries`` is dropped when it reaches the front.
+    ``expiries`` maps each live digest to its expiry. ``order`` and ``times``
+    list every claim made, in claim order, with the expiry it was made with
+    (the very float object ``expiries`` holds for it): with one TTL for all,
+    claim order is expiry order, so expired claims are always at the front.
+    A claim released, or replaced by a new claim of the same key, leaves its
+    place behind: a place is live only while ``expiries`` holds that same
+    expiry object for its digest, and stale places are dropped when they
+    reach the front.
     """
 
     def __init__(self, max_entries: int, kind: str, setting: str) -> None:
@@ -181,16 +184,14 @@ class _Partition:
         self.setting = setting
         self.expiries: dict[bytes, float] = {}
         self.order: deque[bytes] = deque()
+        self.times: deque[float] = deque()
         self.warned_full = False
 
     def purge(self, now: float) -> None:
-        expiries, order = self.expiries, self.order
-        while order:
-            expiry = expiries.get(order[0])
-            if expiry is not None and expiry > now:
-                return
-            digest = order.popleft()
-            if expiry is not None:
+        expiries, order, times = self.expiries, self.order, self.times
+        while times and times[0] <= now:
+            digest, expiry = order.popleft(), times.popleft()
+            if expiries.get(digest) is expiry:
                 del expiries[digest]
 
     def claim(self, digest: bytes, now: float, expires: float) -> bool:
@@ -215,18 +216,22 @@ class _Partition:
                     self.setting,
                 )
         expiries[digest] = expires
-        order = self.order
-        order.append(digest)
-        if len(order) > 2 * self.max_entries + 64:
-            # Many releases or claims again after expiry left stale places:
-            # rebuild the order from the live claims (a dict keeps insertion order).
+        self.order.append(digest)
+        self.times.append(expires)
+        if len(self.order) > 2 * self.max_entries + 64:
+            # Many releases or claims again left stale places: rebuild from the
+            # live claims (a dict keeps insertion order, which is claim order).
             self.order = deque(expiries)
+            self.times = deque(expiries.values())
         return True
 
     def _forget_oldest(self) -> None:
-        expiries, order = self.expiries, self.order
+        """Forget the oldest live claim, dropping the stale places before it."""
+        expiries, order, times = self.expiries, self.order, self.times
         while order:
-            if expiries.pop(order.popleft(), None) is not None:
+            digest, expiry = order.popleft(), times.popleft()
+            if expiries.get(digest) is expiry:
+                del expiries[digest]
                 return
 
 

@@ -261,11 +261,13 @@ class WhatsappCore:
 
     def _answer(self, message: Message, received_at: float) -> list[str]:
         token = _answering.set(self)
-        about = answering.begin(message.id, message.lead.phone_number_id, received_at)
         try:
-            return self.responder.handle(message)
+            about = answering.begin(message.id, message.lead.phone_number_id, received_at)
+            try:
+                return self.responder.handle(message)
+            finally:
+                answering.end(about)
         finally:
-            answering.end(about)
             _answering.reset(token)
 
     # -- sending outside a webhook ---------------------------------------------------------

@@ -103,7 +103,7 @@ class SessionSender:
             # in the route's headers).
             try:
                 text = jsonlib.dumps(json, allow_nan=False)
-            except (TypeError, ValueError) as exc:
+            except ValueError as exc:  # NaN or infinity; a TypeError passes, as from requests
                 raise requests.exceptions.InvalidJSONError(exc, request=prepared) from exc
             prepared.body = body_bytes = text.encode("utf-8")
             prepared.headers["Content-Length"] = str(len(body_bytes))

@@ -215,6 +215,7 @@ class WebhookHandler:
                     errors=parsed.errors,
                     ignored=parsed.ignored,
                     skipped=parsed.skipped,
+                    other_numbers=parsed.other_numbers,
                 )
             )
             refused = list(self._on_updates(fresh) or ())

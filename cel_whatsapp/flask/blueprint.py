@@ -70,7 +70,7 @@ def build_blueprint(
         if length is not None and length > limit:
             return HttpResult.error(413, f"body larger than {limit} bytes")
         # Meta always sends application/json; a POST without a Content-Type is not Meta's.
-        mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip(" \t").lower()
         if mimetype not in _JSON_TYPES:
             return HttpResult.error(415, "Content-Type must be application/json")
         body = request.stream.read(limit + 1)
