@@ -116,11 +116,11 @@ def test_each_retry_wait_is_shown_as_it_starts() -> None:
     lines = result.stderr.splitlines()
     assert [line.split(" s ", 1)[1] for line in lines[:2]] == [
         f"to try {refusing} again (attempt {n} of 3): could not reach the Graph API "
-        "(ConnectionError)"
+        "(NoConnectionError)"
         for n in (2, 3)
     ]
     assert all(line.startswith("waiting 0.0") for line in lines[:2])
-    assert lines[-1] == "Error: could not reach the Graph API (ConnectionError)"
+    assert lines[-1] == "Error: could not reach the Graph API (NoConnectionError)"
     assert TOKEN not in result.output
 
 

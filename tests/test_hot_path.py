@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import http.client
 import json
 import math
 import subprocess
@@ -21,7 +22,6 @@ from typing import Any
 
 import pytest
 import requests
-import urllib3.connection
 from marshmallow import Schema
 
 from cel_whatsapp import GraphAPIError, GraphRequestError
@@ -71,7 +71,7 @@ def test_replies_reuse_one_pooled_connection(
     make_connector: MakeConnector, graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = make_app(make_connector(lambda message: "pong")).test_client()
-    connects = CallCounter(monkeypatch, urllib3.connection.HTTPConnection, "connect")
+    connects = CallCounter(monkeypatch, http.client.HTTPConnection, "connect")
     _post_several(client, 5)
     assert len(graph.sent_texts()) == 5
     assert connects.calls == 1
@@ -216,6 +216,10 @@ def test_a_patched_adapter_send_sees_every_request(
     client.send_message("123", PAYLOAD)
     assert patched.calls == 1
     assert len(graph.requests) == 2
+    monkeypatch.undo()
+    client.send_message("123", PAYLOAD)  # unpatched: on http.client again
+    assert patched.calls == 1
+    assert len(graph.requests) == 3
 
 
 def test_a_closed_session_still_sends(graph: FakeGraphAPI) -> None:

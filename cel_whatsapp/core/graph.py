@@ -15,7 +15,6 @@ from typing import Any
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from ..config import DEFAULT_GRAPH_POOL_SIZE, DEFAULT_TIMEOUT, clean_secret
 from ..errors import (
@@ -30,6 +29,7 @@ from .deferral import SendDeferredError
 from .metrics import Metrics, sent_kind
 from .retry import Retrier, RetryPolicy, is_retryable
 from .sending import SessionSender
+from .transport import HTTPClientAdapter, NoConnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ def request_error(exc: BaseException, target: str) -> GraphAPIError:
     name = type(exc).__name__
     kept = _kept(exc)
     if isinstance(exc, requests.ConnectionError):
-        sent = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
+        sent = not isinstance(exc, requests.ConnectTimeout | NoConnectionError) and not _refused(
+            exc
+        )
         return GraphTransportError(f"could not reach {target} ({name})", request_sent=sent, **kept)
     if isinstance(exc, requests.Timeout):
         return GraphTransportError(
@@ -283,11 +285,14 @@ class GraphClient:
         # The environment's proxies and CA bundle, read once and then set on
         # the session explicitly.
         found = session.merge_environment_settings(base_url, {}, None, None, None)
-        # As many pooled connections as background threads may send at once:
-        # past its pool size (10 by default) urllib3 closes each extra
-        # connection after its send, and the next send opens another.
+        # Plain calls go out on http.client, the rest through requests' own
+        # adapter (see transport.py). As many pooled connections as
+        # background threads may send at once: past the pool size (urllib3's
+        # is 10 by default) each extra connection is closed after its send,
+        # and the next send opens another.
+        adapter = HTTPClientAdapter(pool_maxsize=DEFAULT_GRAPH_POOL_SIZE)
         for prefix in ("https://", "http://"):
-            session.mount(prefix, HTTPAdapter(pool_maxsize=DEFAULT_GRAPH_POOL_SIZE))
+            session.mount(prefix, adapter)
         session.trust_env = False
         session.proxies.update(found["proxies"])
         session.verify = found["verify"]

@@ -115,9 +115,14 @@ class SessionSender:
                 )
             )
             settings = self._settings_for(url, state)
-        return session.send(
+        response = session.send(
             prepared, timeout=timeout, allow_redirects=False, stream=stream, **settings
         )
+        if "Set-Cookie" in response.headers:
+            # Kept as Session.send keeps those requests' own adapter read
+            # (a load balancer's, say); see transport.py.
+            session.cookies.update(response.cookies)
+        return response
 
     def _preparable_once(self) -> bool:
         """False while the session holds what may change from call to call."""
