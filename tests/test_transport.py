@@ -7,12 +7,16 @@ idle connection, never answering, cutting a body short, TLS).
 
 from __future__ import annotations
 
+import gc
 import gzip
 import http.client
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +29,7 @@ import trustme
 from requests.adapters import BaseAdapter, HTTPAdapter
 
 from cel_whatsapp.core.graph import GraphClient
+from cel_whatsapp.core.retry import RetryPolicy
 from cel_whatsapp.core.transport import HTTPClientAdapter, NoConnectionError
 from cel_whatsapp.errors import GraphTransportError
 from cel_whatsapp.testing import FakeGraphAPI
@@ -106,8 +111,8 @@ class ScriptedServer:
             index = self.connections
             self.connections += 1
             thread = threading.Thread(target=self._play, args=(conn, index), daemon=True)
-            self.threads.append(thread)
             thread.start()
+            self.threads.append(thread)
 
     def _play(self, conn: socket.socket, index: int) -> None:
         if self.tls is not None:
@@ -305,10 +310,13 @@ def test_a_forked_child_opens_its_own_connections() -> None:
         session.post(server.url(), data=b"{}", timeout=5)
         pid = os.fork()
         if pid == 0:  # the child: the parent's connection is not its to use
-            os._exit(0 if not adapter.idle else 1)
+            held = sum(len(idle) for idle in adapter.idle.values())
+            os._exit(0 if held == 0 else 1)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert sum(len(idle) for idle in adapter.idle.values()) == 1  # the parent keeps its own
+        # The child closed only its copy: the parent's connection carries on.
+        assert session.post(server.url(), data=b"{}", timeout=5).status_code == 200
+    assert server.connections == 1
 
 
 # -- failures, as requests' errors ---------------------------------------------------------
@@ -351,6 +359,47 @@ def test_an_answer_that_never_comes_is_a_read_timeout_and_the_connection_goes() 
         silent.set()
     assert info.value.request is not None
     assert sum(len(idle) for idle in adapter.idle.values()) == 0
+
+
+def test_a_body_without_length_that_stalls_leaves_no_socket_open() -> None:
+    # http.client hands such an answer the socket itself: it is closed too.
+    stalled = threading.Event()
+
+    def stall(conn: socket.socket, index: int) -> None:
+        read_request(conn)
+        conn.sendall(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"mess')
+        stalled.wait(timeout=10)
+
+    with scripted(stall) as server, _session(HTTPClientAdapter()) as session:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(requests.ReadTimeout):
+                session.post(server.url(), data=b"{}", timeout=(5, 0.3))
+            gc.collect()
+        stalled.set()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_an_error_being_handled_when_sending_does_not_make_a_sent_post_unsent() -> None:
+    # The server reads the POST and hangs up: it may have been processed, so
+    # it is not sent again, whatever the caller was handling at the time.
+    def read_and_hang_up(conn: socket.socket, index: int) -> None:
+        server.requests.append(b"".join(read_request(conn) or ()))
+
+    with scripted(read_and_hang_up) as server:
+        client = GraphClient(
+            TOKEN,
+            server.url().rsplit("/123/", 1)[0],
+            retry=RetryPolicy(attempts=3, base_delay=0.01),
+        )
+        try:
+            raise ConnectionRefusedError("the caller's own backend is down")
+        except ConnectionRefusedError:
+            with pytest.raises(GraphTransportError) as info:
+                client.send_message("123", PAYLOAD)
+        client.close()
+    assert info.value.request_sent is True
+    assert len(server.requests) == 1
 
 
 def test_a_connection_closed_before_the_answer_is_a_connection_error() -> None:
@@ -466,12 +515,26 @@ class Recording(BaseAdapter):
         ({"stream": True}, b"{}"),
         ({"proxies": {"https": "http://proxy.example:3128"}}, b"{}"),
         ({"verify": False}, b"{}"),
+        ({"verify": None}, b"{}"),
+        ({"timeout": 0}, b"{}"),
+        ({"timeout": (5, 0)}, b"{}"),
         ({"cert": "/client.pem"}, b"{}"),
         ({"timeout": "soon"}, b"{}"),
         ({}, iter([b"chunked"])),
         ({}, "text"),
     ],
-    ids=["stream", "proxy", "verify-off", "client-cert", "odd-timeout", "generator", "str"],
+    ids=[
+        "stream",
+        "proxy",
+        "verify-off",
+        "verify-none",
+        "zero-timeout",
+        "zero-read-timeout",
+        "client-cert",
+        "odd-timeout",
+        "generator",
+        "str",
+    ],
 )
 def test_other_calls_go_to_the_fallback_as_they_came(options: dict[str, Any], body: Any) -> None:
     fallback = Recording()
@@ -485,11 +548,49 @@ def test_other_calls_go_to_the_fallback_as_they_came(options: dict[str, Any], bo
     assert server.requests == []
 
 
+def test_asking_for_a_coding_not_decoded_here_goes_to_the_fallback() -> None:
+    # requests asks for br when brotli is installed (zstd on Python 3.14).
+    fallback = Recording()
+    adapter = HTTPClientAdapter(fallback=fallback)
+    with answering() as server, _session(adapter) as session:
+        for accepted in ("gzip, deflate, br", "zstd", "gzip, deflate", "identity"):
+            session.post(server.url(), data=b"{}", headers={"Accept-Encoding": accepted})
+    assert len(fallback.calls) == 2
+    assert len(server.requests) == 2
+
+
+def test_no_proxy_alone_names_no_proxy() -> None:
+    fallback = Recording()
+    with answering() as server, _session(HTTPClientAdapter(fallback=fallback)) as session:
+        response = session.post(
+            server.url(), data=b"{}", proxies={"no": "localhost,127.0.0.1"}, timeout=5
+        )
+    assert response.status_code == 200
+    assert fallback.calls == []
+
+
 def test_a_url_with_credentials_goes_to_the_fallback() -> None:
     fallback = Recording()
     with _session(HTTPClientAdapter(fallback=fallback)) as session:
         session.get("http://user:pw@127.0.0.1:9/v25.0/media", timeout=5)
     assert len(fallback.calls) == 1
+
+
+def test_responses_active_before_the_import_still_sees_the_calls() -> None:
+    # The check reads HTTPAdapter.send itself, so a patch made before the
+    # package was imported is seen too: a fresh interpreter.
+    code = (
+        "import responses\n"
+        "with responses.RequestsMock() as mocked:\n"
+        "    mocked.post('https://graph.facebook.com/v25.0/1/messages', json={'messages': []})\n"
+        "    from cel_whatsapp.core.graph import GraphClient\n"
+        "    GraphClient('t', 'https://graph.facebook.com/v25.0').send_message('1', {'to': '2'})\n"
+        "    assert len(mocked.calls) == 1\n"
+    )
+    result = subprocess.run(  # noqa: S603  # our own interpreter, our own code
+        [sys.executable, "-c", code], capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr.decode()
 
 
 def test_responses_sees_the_connectors_calls() -> None:
@@ -533,6 +634,15 @@ def test_an_unknown_coding_is_left_as_it_came_and_a_broken_one_is_an_error() -> 
         pytest.raises(requests.exceptions.ContentDecodingError),
     ):
         session.post(server.url(), data=b"{}", timeout=5)
+
+
+def test_gzip_padded_after_its_member_is_decoded_as_urllib3_does() -> None:
+    reply = answer(gzip.compress(OK) + b"\x00\x00junk", headers=("Content-Encoding: gzip",))
+    with answering(reply) as server, _session(HTTPClientAdapter()) as session:
+        response = session.post(server.url(), data=b"{}", timeout=5)
+    assert response.content == OK
+    assert response.raw.version == 11
+    assert isinstance(response.connection, HTTPClientAdapter)
 
 
 def test_cookies_an_answer_sets_are_on_the_response() -> None:

@@ -457,15 +457,26 @@ class GraphClient:
 
 
 def _refused(exc: requests.ConnectionError) -> bool:
-    """True when the connection was refused, so the request never left."""
+    """True when no connection was made, so the request never left.
+
+    Only what caused ``exc`` is followed (``__cause__``, the exception
+    requests wraps, urllib3's ``reason``), never ``__context__``: an error
+    the caller was handling when it sent says nothing about this request.
+    """
     cause: BaseException | None = exc
     seen = 0
     while cause is not None and seen < 10:
-        if isinstance(cause, ConnectionRefusedError):
+        if isinstance(cause, ConnectionRefusedError | urllib3.exceptions.NewConnectionError):
             return True
-        cause = cause.__cause__ or cause.__context__ or _reason(cause)
+        cause = cause.__cause__ or _reason(cause) or _wrapped(cause)
         seen += 1
-    return "Connection refused" in str(exc) or "NewConnectionError" in str(exc)
+    return False
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    """The exception requests wrapped in ``exc`` (its first argument), if any."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, BaseException) else None
 
 
 def _reason(exc: BaseException) -> BaseException | None:

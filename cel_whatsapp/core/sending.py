@@ -24,11 +24,13 @@ What ``Session.request`` would redo on every call is done once instead:
   passed to ``Session.send`` explicitly. Proxy or CA variables changed after
   the first call to an origin therefore need a new client.
 
-What is left is ``Session.send`` and ``HTTPAdapter.send`` themselves (the
-pool lookup, the ``Response``, cookies taken from every answer): about
-100 us of CPU per call more than posting on urllib3's pool directly, and
-about 100 us less than ``Session.request`` (``python -m bench``, scenario 1,
-and docs/performance.rst).
+What is left is ``Session.send`` itself and the adapter it picks: about
+100 us of CPU per call less than ``Session.request`` with requests' own
+``HTTPAdapter``, and about 120 us less again with the ``HTTPClientAdapter``
+the Graph client's own session mounts (see
+:mod:`~cel_whatsapp.core.transport`; ``python -m bench``, scenario 1, and
+docs/performance.rst). Cookies an answer sets are added to the session's
+jar here, as ``Session.send`` adds those requests' own adapter read.
 
 Redirects are never followed (``allow_redirects=False``): the caller decides
 what a 3xx means (see :func:`~cel_whatsapp.core.graph.redirect_error`).

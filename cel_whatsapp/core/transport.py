@@ -14,23 +14,32 @@ mounts :class:`HTTPClientAdapter`.
 It handles the calls the Graph API gets all day, and hands every other kind
 to a stock ``HTTPAdapter`` as it came:
 
-- handled: ``http://`` and ``https://`` URLs, a ``bytes`` body or none, the
-  answer read whole (``stream=False``), ``verify`` ``True`` (requests' CA
-  bundle) or a CA file or directory, no client certificate, no proxy;
+- handled: ``http://`` and ``https://`` URLs without credentials in them, a
+  ``bytes`` body or none, the answer read whole (``stream=False``),
+  ``verify`` ``True`` (requests' CA bundle) or a CA file or directory, no
+  client certificate, no proxy (``NO_PROXY`` alone names none), a timeout of
+  some seconds (a number or a pair) or ``None``, and no coding asked for
+  beyond gzip and deflate;
 - handed on: ``stream=True`` (media downloads), a proxy for any scheme,
-  ``verify=False`` (so requests' warning is still given), a client
-  certificate, a body of any other kind, a timeout that is not a number, a
-  pair or ``None``.
+  a false ``verify`` (so requests' warning is still given), a client
+  certificate, a body of any other kind, any other timeout (0 included,
+  which requests refuses), an ``Accept-Encoding`` naming ``br`` or ``zstd``
+  (requests asks for them when it can decode them), and every call while
+  ``HTTPAdapter.send`` is not requests' own (a test library such as
+  ``responses`` patched it, and is to see every call).
 
 What it keeps to, as requests' adapter does: idle connections are kept per
 origin (at most ``pool_maxsize`` each) and checked before reuse, a
 connection that failed or that the server will close is never reused,
-nothing is ever sent twice, redirects are the session's business, and the
-errors are requests' own, carrying the request: ``ConnectTimeout`` and
+nothing is ever sent twice, redirects are the session's business, gzip and
+deflate answers are decoded, and the errors are requests' own, carrying the
+request: ``ConnectTimeout`` and
 ``ReadTimeout``, ``SSLError``, ``ChunkedEncodingError`` for a body cut short,
 :class:`NoConnectionError` (a ``ConnectionError``) when no connection could be
 made, so the request never left, and ``ConnectionError`` for the rest.
-Cookies an answer sets are put on the ``Response`` (``response.cookies``),
+One difference: a CA file or directory is read once, at the first TLS
+connection that uses it (urllib3 reads it for each new connection), so a
+CA bundle replaced on disk is seen after a restart. Cookies an answer sets are put on the ``Response`` (``response.cookies``),
 as requests' adapter puts them; ``Session.send`` keeps in the session only
 those its own adapter read, so the Graph client's sender
 (:mod:`~cel_whatsapp.core.sending`) adds them to the session's jar.
@@ -42,7 +51,6 @@ or give the connector a ``requests.Session`` of your own.
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import io
 import os
@@ -106,6 +114,7 @@ class HTTPClientAdapter(BaseAdapter):
         self.idle: dict[tuple[Any, ...], deque[http.client.HTTPConnection]] = {}
         self.targets: dict[str, _Target | None] = {}
         self.contexts: dict[str | bool, ssl.SSLContext] = {}
+        self.accepted: dict[str | bytes, bool] = {}
         _ADAPTERS.add(self)
         # An adapter dropped without close() (its session never closed)
         # closes its idle connections as it goes, as urllib3's pools do.
@@ -125,19 +134,24 @@ class HTTPClientAdapter(BaseAdapter):
     ) -> requests.Response:
         """Send ``request`` and return its ``Response``, its body read; see the module's docs."""
         body = request.body
-        target = self.target(request.url) if isinstance(body, bytes | None) else None
         timeouts = _timeouts(timeout)
-        if (
-            target is None
-            or timeouts is None
-            or stream
-            or cert is not None
-            or verify is False
-            or (proxies and any(proxies.values()))
-            # A test library (responses) has patched requests' adapter: it
-            # is to see every call, as it would without this one.
-            or HTTPAdapter.send is not _STOCK_SEND
-        ):
+        target = (
+            self.target(request.url)
+            if (
+                timeouts is not None
+                and not stream
+                and cert is None
+                and verify  # False, None or "": requests' way of not verifying
+                and isinstance(body, bytes | None)
+                and not (proxies and _proxied(proxies))
+                and self.codings_decoded(request.headers.get("Accept-Encoding"))
+                # While a test library (responses) patches requests' adapter,
+                # it is to see every call, as it would without this one.
+                and not _adapter_patched()
+            )
+            else None
+        )
+        if target is None or timeouts is None:
             return self.fallback.send(
                 request,
                 stream=stream,
@@ -155,6 +169,7 @@ class HTTPClientAdapter(BaseAdapter):
         if connection is None:
             context = self.context(verify) if target.scheme == "https" else None
             connection = _connect(target, context, connect_timeout, request)
+        answer: http.client.HTTPResponse | None = None
         try:
             sock = connection.sock
             if sock is not None:
@@ -163,6 +178,9 @@ class HTTPClientAdapter(BaseAdapter):
             answer = connection.getresponse()
             content = answer.read()
         except BaseException as exc:
+            # An answer without a length (or saying close) holds the socket itself.
+            if answer is not None:
+                answer.close()
             connection.close()
             error = _sending_error(exc, request)
             if error is None:
@@ -172,7 +190,28 @@ class HTTPClientAdapter(BaseAdapter):
             connection.close()
         else:
             idle.append(connection)
-        return _response(request, answer, content)
+        response = _response(request, answer, content)
+        # As requests' adapter sets it: auth handlers (digest, NTLM) resend with it.
+        response.connection = self  # type: ignore[assignment]  # typed as HTTPAdapter
+        return response
+
+    def codings_decoded(self, accepted: str | bytes | None) -> bool:
+        """Whether every coding ``accepted`` (an ``Accept-Encoding``) is one decoded here.
+
+        requests asks for ``br`` when brotli is installed, and for ``zstd`` on
+        Python 3.14; urllib3 decodes those, so such calls go to the fallback.
+        """
+        if accepted is None:
+            return True
+        known = self.accepted.get(accepted)
+        if known is None:
+            text = accepted.decode("latin-1") if isinstance(accepted, bytes) else str(accepted)
+            codings = {part.split(";")[0].strip().lower() for part in text.split(",")}
+            known = codings <= _DECODED | {""}
+            if len(self.accepted) >= _MAX_TARGETS:
+                self.accepted.clear()
+            self.accepted[accepted] = known
+        return known
 
     def close(self) -> None:
         """Close the idle connections and the fallback adapter's."""
@@ -180,8 +219,11 @@ class HTTPClientAdapter(BaseAdapter):
         self.fallback.close()
 
     def forget_connections(self) -> None:
-        """Drop the idle connections without closing them (a forked child's copies)."""
-        self.idle.clear()
+        """Close this process's copies of the idle connections (a forked child's).
+
+        The parent still holds each socket, so nothing reaches the server.
+        """
+        _close_idle(self.idle)
 
     def target(self, url: str | None) -> _Target | None:
         """``url`` split for the pool, or ``None`` when it is not plain http(s)."""
@@ -247,7 +289,7 @@ def _response(
         content = _decoded(content, coding, request)
     response.headers = headers
     response.encoding = get_encoding_from_headers(headers)
-    response.raw = io.BytesIO(content)
+    response.raw = _Body(content, answer.version)
     response.reason = answer.reason
     response.url = request.url or ""
     response.request = request
@@ -260,29 +302,62 @@ def _response(
     return response
 
 
+class _Body(io.BytesIO):
+    """An answer's body, read whole, as ``Response.raw``; ``version`` as urllib3 gives it."""
+
+    def __init__(self, content: bytes, version: int) -> None:
+        super().__init__(content)
+        self.version = version  # 11 for HTTP/1.1 (OpenTelemetry reads it)
+
+
+#: The content codings decoded here, as urllib3 decodes them without optional packages.
+_DECODED = frozenset({"gzip", "x-gzip", "deflate", "identity"})
+
+
 def _decoded(content: bytes, coding: str, request: requests.PreparedRequest) -> bytes:
     """``content`` without its gzip or deflate coding, as urllib3 decodes for requests.
 
-    Other codings (``br`` and ``zstd``, which urllib3 decodes only with
-    their optional packages) are left as they came.
+    Other codings are left as they came, as urllib3 leaves those it has no
+    decoder for (calls that asked for ``br`` or ``zstd`` went to the
+    fallback; see :meth:`HTTPClientAdapter.codings_decoded`).
     """
     codings = [part.strip().lower() for part in coding.split(",")]
-    if not content or not set(codings) <= {"gzip", "x-gzip", "deflate", "identity"}:
+    if not content or not set(codings) <= _DECODED:
         return content
     try:
         for part in reversed(codings):
             if part in ("gzip", "x-gzip"):
-                content = gzip.decompress(content)
+                content = _gunzip(content)
             elif part == "deflate":
                 try:
                     content = zlib.decompress(content)
                 except zlib.error:  # raw deflate, as some servers send it
                     content = zlib.decompress(content, -zlib.MAX_WBITS)
-    except (OSError, EOFError, zlib.error) as exc:
+    except zlib.error as exc:
         raise requests.exceptions.ContentDecodingError(
             f"the answer's {coding} coding could not be decoded", request=request
         ) from exc
     return content
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Every gzip member of ``data``; what follows a member and is not one is ignored.
+
+    As urllib3 does: some servers pad a gzip answer with bytes after it.
+    """
+    parts = []
+    while True:
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            parts.append(decoder.decompress(data))
+        except zlib.error:
+            if not parts:
+                raise  # not gzip at all
+            break
+        data = decoder.unused_data
+        if not data:
+            break
+    return b"".join(parts)
 
 
 def _close_idle(pools: dict[tuple[Any, ...], deque[http.client.HTTPConnection]]) -> None:
@@ -321,8 +396,22 @@ def _timeouts(timeout: Any) -> tuple[float | None, float | None] | None:
 
 
 def _seconds(value: Any) -> bool:
-    """True for a timeout of a number of seconds, or ``None`` (none)."""
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    """True for a timeout of some seconds, or ``None`` (none).
+
+    Not 0, which would make the socket non-blocking: requests' adapter
+    refuses it with a ``ValueError``, so it goes there.
+    """
+    return value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    )
+
+
+def _proxied(proxies: Mapping[str, str]) -> bool:
+    """Whether ``proxies`` names a proxy for any scheme or host.
+
+    ``"no"`` (from ``NO_PROXY``) names hosts to reach directly, not a proxy.
+    """
+    return any(value for key, value in proxies.items() if key != "no")
 
 
 def _reusable(idle: deque[http.client.HTTPConnection]) -> http.client.HTTPConnection | None:
@@ -388,8 +477,24 @@ def _sending_error(
     return None
 
 
-#: requests' own adapter's send, to see whether a test library patched it.
-_STOCK_SEND = HTTPAdapter.send
+#: requests' own adapter's send, once seen to be requests' own (see _adapter_patched).
+_stock_send: list[Any] = []
+
+
+def _adapter_patched() -> bool:
+    """Whether ``HTTPAdapter.send`` is not requests' own now (a test library patched it).
+
+    Told by the function itself, so a patch already in place when this
+    module was imported is seen too.
+    """
+    send = HTTPAdapter.send
+    if _stock_send and send is _stock_send[0]:
+        return False
+    if send.__module__ == "requests.adapters" and send.__qualname__ == "HTTPAdapter.send":
+        _stock_send[:] = [send]
+        return False
+    return True
+
 
 # Every adapter alive, so that a forked child (a gunicorn worker) drops the
 # connections it inherited instead of sharing them with its parent.
