@@ -126,25 +126,27 @@ class Pacer(Protocol):
         """Seconds before a message from ``number`` to ``recipient`` may go (0: now)."""
 
 
-class _Bucket:
-    __slots__ = ("stamp", "tokens")
-
-    def __init__(self, tokens: float, stamp: float) -> None:
-        self.tokens = tokens
-        self.stamp = stamp
+_LEEWAY = 1e-9
 
 
 class _Figures:
-    """A :class:`RateControl`'s rates and capacities, as a bucket's refill reads them."""
+    """A :class:`RateControl`'s figures, as :meth:`LocalPacer.try_acquire` reads them.
 
-    __slots__ = ("capacity", "control", "pair_burst", "pair_rate", "rate")
+    A bucket is kept as one float, the time it is full again (the "generic
+    cell rate" form of a token bucket): its level at ``now`` is
+    ``capacity - max(0, full_at - now) * rate``, so it holds a token while
+    ``full_at - now <= slack``, with ``slack = (capacity - 1) / rate``, and
+    taking one moves ``full_at`` on by ``1 / rate`` from ``max(full_at, now)``.
+    """
+
+    __slots__ = ("control", "interval", "pair_interval", "pair_slack", "slack")
 
     def __init__(self, control: RateControl) -> None:
         self.control = control
-        self.rate = control.messages_per_second
-        self.capacity = control.number_capacity
-        self.pair_rate = control.pair_rate
-        self.pair_burst = float(control.pair_burst)
+        self.interval = 1.0 / control.messages_per_second
+        self.slack = (control.number_capacity - 1) * self.interval
+        self.pair_interval = control.pair_interval
+        self.pair_slack = (control.pair_burst - 1) * control.pair_interval
 
 
 class LocalPacer:
@@ -167,8 +169,9 @@ class LocalPacer:
         self.max_pairs = max_pairs
         self._clock = clock
         self._lock = threading.Lock()
-        self._numbers: dict[str, _Bucket] = {}
-        self._pairs: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
+        # Each bucket is the time it is full again (see _Figures).
+        self._numbers: dict[str, float] = {}
+        self._pairs: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._paused: dict[tuple[str, str], float] = {}
         self._strikes: dict[tuple[str, str], tuple[int, float]] = {}
         self._figures = _Figures(control)
@@ -177,44 +180,32 @@ class LocalPacer:
         return f"LocalPacer({self.control!r})"
 
     def try_acquire(self, number: str, recipient: str) -> float:
-        # On the path of every send: the buckets' refills are written out here
-        # rather than called (python -m bench --only instructions).
+        # On the path of every send: written out rather than split into calls
+        # (python -m bench --only instructions). See _Figures for the buckets.
         figures = self._figures
         if figures.control is not self.control:
             figures = self._figures = _Figures(self.control)
-        rate, capacity = figures.rate, figures.capacity
-        pair_rate, pair_burst = figures.pair_rate, figures.pair_burst
         with self._lock:
             now = self._clock()
             if self._paused:
                 wait = self._paused_for(number, recipient, now)
                 if wait > 0:
                     return wait
-            own = self._numbers.get(number)
-            own_level = (
-                capacity if own is None else min(capacity, own.tokens + (now - own.stamp) * rate)
-            )
+            own = self._numbers.get(number, now)
             pairs = self._pairs
             pair_key = (number, recipient)
             pair = pairs.get(pair_key)
-            pair_level = (
-                pair_burst
-                if pair is None
-                else min(pair_burst, pair.tokens + (now - pair.stamp) * pair_rate)
-            )
-            if own_level < 1 or pair_level < 1:
-                return max(
-                    (1 - own_level) / rate if own_level < 1 else 0.0,
-                    (1 - pair_level) / pair_rate if pair_level < 1 else 0.0,
-                )
-            if own is None:
-                self._numbers[number] = _Bucket(own_level - 1, now)
-            else:
-                own.tokens, own.stamp = own_level - 1, now
+            own_wait = own - now - figures.slack
+            pair_wait = 0.0 if pair is None else pair - now - figures.pair_slack
+            # A nanosecond of leeway: the intervals added up are not exact in
+            # binary (ten sends of 0.1 s are 0.9999999999999999 s).
+            if own_wait > _LEEWAY or pair_wait > _LEEWAY:
+                return max(own_wait, pair_wait)
+            self._numbers[number] = max(own, now) + figures.interval
             if pair is None:
-                pairs[pair_key] = _Bucket(pair_level - 1, now)
+                pairs[pair_key] = now + figures.pair_interval
             else:
-                pair.tokens, pair.stamp = pair_level - 1, now
+                pairs[pair_key] = max(pair, now) + figures.pair_interval
                 pairs.move_to_end(pair_key)
             while len(pairs) > self.max_pairs:
                 pairs.popitem(last=False)
@@ -224,8 +215,7 @@ class LocalPacer:
             # the last few pair intervals (6 s each by default), not the last
             # max_pairs users.
             for key in list(islice(pairs, 2)):
-                bucket = pairs[key]
-                if bucket.tokens + (now - bucket.stamp) * pair_rate < pair_burst:
+                if pairs[key] > now:
                     break
                 del pairs[key]
             return 0.0
