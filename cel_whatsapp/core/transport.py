@@ -172,7 +172,8 @@ class HTTPClientAdapter(BaseAdapter):
         answer: http.client.HTTPResponse | None = None
         try:
             sock = connection.sock
-            if sock is not None:
+            # settimeout() is a system call each time; the timeout seldom changes.
+            if sock is not None and sock.gettimeout() != read_timeout:
                 sock.settimeout(read_timeout)
             connection.request(request.method or "GET", target.path, body, request.headers)
             answer = connection.getresponse()
