@@ -99,7 +99,8 @@ def _handwritten(transport: str = "requests") -> Flask:
     environment on every call); ``"requests-prepared"``, the leanest use of
     requests' public API (a prepared request copied per post, the
     environment's settings given explicitly, ``Session.send``: the floor under
-    the connector's own sends); ``"urllib3"``, a bare urllib3 connection pool
+    the connector's own sends); ``"requests-prepared-adapter"``, the same with
+    the connector's ``HTTPClientAdapter`` mounted; ``"urllib3"``, a bare urllib3 connection pool
     (what requests itself sits on); ``"http.client"``, the standard library's
     connection, one per thread. The last two show what the HTTP stack alone
     costs: no proxies, no TLS settings, no error handling to speak of.
@@ -149,14 +150,20 @@ def _poster(transport: str, url: str) -> Callable[[dict[str, Any]], None]:
             session.post(url, json=reply, timeout=(3.05, 20)).raise_for_status()
 
         return post_requests
-    if transport == "requests-prepared":
+    if transport in ("requests-prepared", "requests-prepared-adapter"):
         # The least requests' public API lets a post cost: the request
         # prepared once and copied, the environment's settings passed
         # explicitly, Session.send itself (what the connector's sending.py does).
+        # "-adapter": the same on the transport adapter the connector's own
+        # session mounts (cel_whatsapp/core/transport.py).
         import requests
 
         session = requests.Session()
         session.trust_env = False
+        if transport == "requests-prepared-adapter":
+            from cel_whatsapp.core.transport import HTTPClientAdapter
+
+            session.mount("http://", HTTPClientAdapter())
         prepared = session.prepare_request(requests.Request("POST", url, headers=headers))
 
         def post_prepared(reply: dict[str, Any]) -> None:

@@ -274,6 +274,11 @@ def load_rows(fake: FakeGraphProcess, settings: Settings) -> list[LoadRow]:
                 replies=True,
             ),
             Spec(
+                "  same, Session.send on cel_whatsapp's HTTPClientAdapter",
+                _app("handwritten", transport="requests-prepared-adapter"),
+                replies=True,
+            ),
+            Spec(
                 "  same, posting with a bare urllib3 pool",
                 _app("handwritten", transport="urllib3"),
                 replies=True,
