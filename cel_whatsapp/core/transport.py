@@ -187,7 +187,9 @@ class HTTPClientAdapter(BaseAdapter):
             if error is None:
                 raise
             raise error from exc
-        if answer.will_close or len(idle) >= self.pool_maxsize:
+        # An answer that ends its connection (HTTP/1.0, "Connection: close")
+        # has already had http.client close it: no socket left to keep.
+        if connection.sock is None or len(idle) >= self.pool_maxsize:
             connection.close()
         else:
             idle.append(connection)
