@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -237,3 +238,56 @@ def test_while_redis_is_down_sends_are_paced_in_process(
         assert pacer.paused_for("N", "bob") > 0
     warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
     assert len(warnings) == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "sent", "more", "then_wait"),
+    [
+        # A pair's interval raised just after a full burst: nothing more at once.
+        ({"pair_interval": 6.0}, {"pair_interval": 60.0}, 45, 0, 60.0),
+        # ...and lowered: the next message after the new interval, not the old backlog.
+        ({"pair_interval": 60.0}, {"pair_interval": 6.0}, 45, 0, 6.0),
+        # A smaller pair burst caps the level left (40 of 45) at the new 10.
+        ({"pair_burst": 45}, {"pair_burst": 10}, 5, 10, 6.0),
+    ],
+)
+def test_a_control_changed_at_run_time_keeps_each_buckets_level(
+    before: dict[str, Any], after: dict[str, Any], sent: int, more: int, then_wait: float
+) -> None:
+    clock = Clock()
+    pacer = LocalPacer(RateControl(messages_per_second=1e6, **before), clock=clock)
+    for _ in range(sent):
+        assert pacer.try_acquire("N", "u") == 0
+    pacer.control = RateControl(messages_per_second=1e6, **after)
+    allowed = 0
+    while pacer.try_acquire("N", "u") == 0:
+        allowed += 1
+    assert allowed == more
+    assert pacer.try_acquire("N", "u") == pytest.approx(then_wait, abs=1e-3)
+
+
+def test_a_number_slowed_down_after_its_burst_sends_nothing_more_at_once() -> None:
+    clock = Clock()
+    pacer = LocalPacer(RateControl(messages_per_second=80), clock=clock)
+    for index in range(80):
+        assert pacer.try_acquire("N", f"u{index}") == 0
+    pacer.control = RateControl(messages_per_second=20, burst=80)
+    assert pacer.try_acquire("N", "late") == pytest.approx(0.05)
+
+
+def test_a_long_backlog_on_a_clock_far_from_zero_sends_no_more_than_the_rate() -> None:
+    # time.monotonic() counts from boot: a year of uptime is about 3e7 s, where
+    # adding 1/1000 s to a float rounds the same way each time. Each retry comes
+    # exactly when the pacer said, as the retrier waits.
+    clock = Clock()
+    start = clock.now = 3e7
+    pacer = LocalPacer(RateControl(messages_per_second=1000.0), clock=clock)
+    sent = 0
+    while sent < 100_000:
+        wait = pacer.try_acquire("N", f"u{sent}")
+        if wait == 0:
+            sent += 1
+        else:
+            later = clock.now + wait
+            clock.now = later if later > clock.now else math.nextafter(clock.now, math.inf)
+    assert sent <= 1000 + (clock.now - start) * 1000 + 1e-6

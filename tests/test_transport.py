@@ -7,6 +7,7 @@ idle connection, never answering, cutting a body short, TLS).
 
 from __future__ import annotations
 
+import functools
 import gc
 import gzip
 import http.client
@@ -559,11 +560,41 @@ def test_asking_for_a_coding_not_decoded_here_goes_to_the_fallback() -> None:
     assert len(server.requests) == 2
 
 
+def test_a_bytes_accept_encoding_is_read_as_its_text() -> None:
+    fallback = Recording()
+    adapter = HTTPClientAdapter(fallback=fallback)
+    with answering() as server, _session(adapter) as session:
+        for accepted in (b"gzip, br", b"gzip", "gzip"):
+            session.post(server.url(), data=b"{}", headers={"Accept-Encoding": accepted})
+    assert len(fallback.calls) == 1
+    assert adapter.accepted == {"gzip, br": False, "gzip": True}
+
+
+def test_a_wrapper_on_requests_adapter_sees_every_call(
+    graph: FakeGraphAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As tracing libraries wrap it: functools.wraps copies the name and module.
+    seen: list[str] = []
+    stock = HTTPAdapter.send
+
+    @functools.wraps(stock)
+    def traced(self: HTTPAdapter, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+        seen.append(request.url or "")
+        return stock(self, request, **kwargs)
+
+    monkeypatch.setattr(HTTPAdapter, "send", traced)
+    GraphClient(TOKEN, graph.base_url).send_message("123", PAYLOAD)
+    assert seen == [f"{graph.base_url}/123/messages"]
+
+
 def test_no_proxy_alone_names_no_proxy() -> None:
     fallback = Recording()
     with answering() as server, _session(HTTPClientAdapter(fallback=fallback)) as session:
         response = session.post(
-            server.url(), data=b"{}", proxies={"no": "localhost,127.0.0.1"}, timeout=5
+            server.url(),
+            data=b"{}",
+            proxies={"no": "localhost,127.0.0.1", "no_proxy": "localhost"},
+            timeout=5,
         )
     assert response.status_code == 200
     assert fallback.calls == []

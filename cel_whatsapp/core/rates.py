@@ -139,14 +139,36 @@ class _Figures:
     taking one moves ``full_at`` on by ``1 / rate`` from ``max(full_at, now)``.
     """
 
-    __slots__ = ("control", "interval", "pair_interval", "pair_slack", "slack")
+    __slots__ = (
+        "capacity",
+        "control",
+        "interval",
+        "pair_burst",
+        "pair_interval",
+        "pair_slack",
+        "slack",
+    )
 
     def __init__(self, control: RateControl) -> None:
         self.control = control
+        self.capacity = control.number_capacity
         self.interval = 1.0 / control.messages_per_second
-        self.slack = (control.number_capacity - 1) * self.interval
+        self.slack = (self.capacity - 1) * self.interval
+        self.pair_burst = float(control.pair_burst)
         self.pair_interval = control.pair_interval
         self.pair_slack = (control.pair_burst - 1) * control.pair_interval
+
+
+def _rescaled(
+    full_at: float, now: float, old: tuple[float, float], new: tuple[float, float]
+) -> float:
+    """A bucket's full-again time under new figures (capacity, interval), its level kept.
+
+    The level is capped at the new capacity, as a token bucket's is.
+    """
+    (old_capacity, old_interval), (capacity, interval) = old, new
+    level = old_capacity - max(0.0, full_at - now) / old_interval
+    return now + (capacity - min(capacity, level)) * interval
 
 
 class LocalPacer:
@@ -175,22 +197,44 @@ class LocalPacer:
         self._paused: dict[tuple[str, str], float] = {}
         self._strikes: dict[tuple[str, str], tuple[int, float]] = {}
         self._figures = _Figures(control)
+        self._origin = clock()
 
     def __repr__(self) -> str:
         return f"LocalPacer({self.control!r})"
 
+    def _new_figures(self, now: float) -> _Figures:
+        """Take up a ``control`` set since the last send; the buckets keep their levels."""
+        old, new = self._figures, _Figures(self.control)
+        now -= self._origin
+        numbers = ((old.capacity, old.interval), (new.capacity, new.interval))
+        for number, full_at in self._numbers.items():
+            self._numbers[number] = _rescaled(full_at, now, *numbers)
+        pairs = ((old.pair_burst, old.pair_interval), (new.pair_burst, new.pair_interval))
+        for key, full_at in list(self._pairs.items()):
+            full_at = _rescaled(full_at, now, *pairs)
+            if full_at > now:
+                self._pairs[key] = full_at
+            else:
+                del self._pairs[key]  # full: as if never sent to
+        self._figures = new
+        return new
+
     def try_acquire(self, number: str, recipient: str) -> float:
         # On the path of every send: written out rather than split into calls
         # (python -m bench --only instructions). See _Figures for the buckets.
-        figures = self._figures
-        if figures.control is not self.control:
-            figures = self._figures = _Figures(self.control)
         with self._lock:
             now = self._clock()
+            figures = self._figures
+            if figures.control is not self.control:
+                figures = self._new_figures(now)
             if self._paused:
                 wait = self._paused_for(number, recipient, now)
                 if wait > 0:
                     return wait
+            # Bucket times count from the pacer's start, where floats are
+            # finest: time.monotonic() counts from boot, and a sum of many
+            # 1/80 s intervals on a clock of 3e7 s rounds the same way each time.
+            now -= self._origin
             own = self._numbers.get(number, now)
             pairs = self._pairs
             pair_key = (number, recipient)

@@ -56,6 +56,7 @@ import io
 import os
 import select
 import ssl
+import types
 import urllib.request
 import weakref
 import zlib
@@ -114,7 +115,7 @@ class HTTPClientAdapter(BaseAdapter):
         self.idle: dict[tuple[Any, ...], deque[http.client.HTTPConnection]] = {}
         self.targets: dict[str, _Target | None] = {}
         self.contexts: dict[str | bool, ssl.SSLContext] = {}
-        self.accepted: dict[str | bytes, bool] = {}
+        self.accepted: dict[str, bool] = {}
         _ADAPTERS.add(self)
         # An adapter dropped without close() (its session never closed)
         # closes its idle connections as it goes, as urllib3's pools do.
@@ -206,10 +207,11 @@ class HTTPClientAdapter(BaseAdapter):
         """
         if accepted is None:
             return True
+        if not isinstance(accepted, str):  # requests keeps bytes values as given
+            accepted = bytes(accepted).decode("latin-1")
         known = self.accepted.get(accepted)
         if known is None:
-            text = accepted.decode("latin-1") if isinstance(accepted, bytes) else str(accepted)
-            codings = {part.split(";")[0].strip().lower() for part in text.split(",")}
+            codings = {part.split(";")[0].strip().lower() for part in accepted.split(",")}
             known = codings <= _DECODED | {""}
             if len(self.accepted) >= _MAX_TARGETS:
                 self.accepted.clear()
@@ -225,8 +227,10 @@ class HTTPClientAdapter(BaseAdapter):
         """Close this process's copies of the idle connections (a forked child's).
 
         The parent still holds each socket, so nothing reaches the server.
+        The fallback's are closed too.
         """
         _close_idle(self.idle)
+        self.fallback.close()
 
     def target(self, url: str | None) -> _Target | None:
         """``url`` split for the pool, or ``None`` when it is not plain http(s)."""
@@ -414,7 +418,7 @@ def _proxied(proxies: Mapping[str, str]) -> bool:
 
     ``"no"`` (from ``NO_PROXY``) names hosts to reach directly, not a proxy.
     """
-    return any(value for key, value in proxies.items() if key != "no")
+    return any(value for key, value in proxies.items() if key not in ("no", "no_proxy"))
 
 
 def _reusable(idle: deque[http.client.HTTPConnection]) -> http.client.HTTPConnection | None:
@@ -493,7 +497,13 @@ def _adapter_patched() -> bool:
     send = HTTPAdapter.send
     if _stock_send and send is _stock_send[0]:
         return False
-    if send.__module__ == "requests.adapters" and send.__qualname__ == "HTTPAdapter.send":
+    if (
+        isinstance(send, types.FunctionType)
+        and send.__module__ == "requests.adapters"
+        and send.__qualname__ == "HTTPAdapter.send"
+        # A wrapper made with functools.wraps copies the names, not the code.
+        and not hasattr(send, "__wrapped__")
+    ):
         _stock_send[:] = [send]
         return False
     return True
