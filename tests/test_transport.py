@@ -613,9 +613,9 @@ def test_responses_active_before_the_import_still_sees_the_calls() -> None:
     code = (
         "import responses\n"
         "with responses.RequestsMock() as mocked:\n"
-        "    mocked.post('https://graph.facebook.com/v25.0/1/messages', json={'messages': []})\n"
+        "    mocked.post('https://graph.example.invalid/v25.0/1/messages', json={'messages': []})\n"
         "    from cel_whatsapp.core.graph import GraphClient\n"
-        "    GraphClient('t', 'https://graph.facebook.com/v25.0').send_message('1', {'to': '2'})\n"
+        "    GraphClient('t', 'https://graph.example.invalid/v25.0').send_message('1', {'to': '2'})\n"
         "    assert len(mocked.calls) == 1\n"
     )
     result = subprocess.run(  # noqa: S603  # our own interpreter, our own code
@@ -625,10 +625,10 @@ def test_responses_active_before_the_import_still_sees_the_calls() -> None:
 
 
 def test_responses_sees_the_connectors_calls() -> None:
-    client = GraphClient(TOKEN, "https://graph.facebook.com/v25.0")
+    client = GraphClient(TOKEN, "https://graph.example.invalid/v25.0")
     with responses.RequestsMock() as mocked:
         mocked.post(
-            "https://graph.facebook.com/v25.0/123/messages", json={"messages": [{"id": "w.1"}]}
+            "https://graph.example.invalid/v25.0/123/messages", json={"messages": [{"id": "w.1"}]}
         )
         assert client.send_message("123", PAYLOAD)["messages"] == [{"id": "w.1"}]
         assert len(mocked.calls) == 1
