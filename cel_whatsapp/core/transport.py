@@ -223,15 +223,6 @@ class HTTPClientAdapter(BaseAdapter):
         _close_idle(self.idle)
         self.fallback.close()
 
-    def forget_connections(self) -> None:
-        """Close this process's copies of the idle connections (a forked child's).
-
-        The parent still holds each socket, so nothing reaches the server.
-        The fallback's are closed too.
-        """
-        _close_idle(self.idle)
-        self.fallback.close()
-
     def target(self, url: str | None) -> _Target | None:
         """``url`` split for the pool, or ``None`` when it is not plain http(s)."""
         if url is None:
@@ -515,8 +506,10 @@ _ADAPTERS: weakref.WeakSet[HTTPClientAdapter] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
+    # Closing the child's copies sends nothing: the parent still holds each
+    # socket (and a TLS socket's close() sends no close_notify).
     for adapter in list(_ADAPTERS):
-        adapter.forget_connections()
+        adapter.close()
 
 
 if hasattr(os, "register_at_fork"):
