@@ -136,22 +136,18 @@ class HTTPClientAdapter(BaseAdapter):
         """Send ``request`` and return its ``Response``, its body read; see the module's docs."""
         body = request.body
         timeouts = _timeouts(timeout)
-        target = (
-            self.target(request.url)
-            if (
-                timeouts is not None
-                and not stream
-                and cert is None
-                and verify  # False, None or "": requests' way of not verifying
-                and isinstance(body, bytes | None)
-                and not (proxies and _proxied(proxies))
-                and self.codings_decoded(request.headers.get("Accept-Encoding"))
-                # While a test library (responses) patches requests' adapter,
-                # it is to see every call, as it would without this one.
-                and not _adapter_patched()
-            )
-            else None
+        plain = (
+            not stream
+            and cert is None
+            and verify  # False, None or "": requests' way of not verifying
+            and isinstance(body, bytes | None)
+            and not (proxies and _proxied(proxies))
+            and self.codings_decoded(request.headers.get("Accept-Encoding"))
+            # While a test library (responses) patches requests' adapter,
+            # it is to see every call, as it would without this one.
+            and not _adapter_patched()
         )
+        target = self.target(request.url) if plain else None
         if target is None or timeouts is None:
             return self.fallback.send(
                 request,
